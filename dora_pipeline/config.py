@@ -73,6 +73,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _argocd_environment_from(value: str) -> str:
+    if value in ("namespace", "project") or re.fullmatch(r"label:[A-Za-z0-9][A-Za-z0-9_./-]{0,316}", value):
+        return value
+    raise ConfigError(
+        f"ARGOCD_ENVIRONMENT_FROM must be namespace, project or label:<key>, got {value!r}"
+    )
+
+
 DEFAULT_PRODUCTION_ENVIRONMENTS = r"(?i)^(prod|production)$"
 
 
@@ -88,6 +96,10 @@ class Settings:
     pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
     synthetic: bool = False
     synthetic_seed: int = 42
+    synthetic_teams: int = 6
+    synthetic_services: int = 24
+    synthetic_days: int = 120
+    synthetic_end: str = ""  # YYYY-MM-DD; empty: today (UTC)
     partitions_start: str = "2025-01-01"
 
     github_token: Secret = field(default_factory=lambda: Secret(""))
@@ -97,9 +109,13 @@ class Settings:
 
     argocd_kubeconfig: str = ""
     argocd_namespaces: tuple[str, ...] = ()
+    argocd_environment_from: str = "namespace"  # namespace | project | label:<key>
+    argocd_poll_seconds: int = 180
+    kubernetes_service_host: str = ""  # set by Kubernetes in every pod: in-cluster config
 
     pagerduty_token: Secret = field(default_factory=lambda: Secret(""))
     pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_change_field: str = ""  # dotted path into the incident, e.g. incident_type.name
     opsgenie_api_key: Secret = field(default_factory=lambda: Secret(""))
     opsgenie_api_url: str = "https://api.opsgenie.com"
 
@@ -111,6 +127,7 @@ class Settings:
     survey_csv_dir: str = ""
 
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+    webhook_max_body_bytes: int = 65536
 
     http_timeout_seconds: float = 30.0
     http_max_retries: int = 5
@@ -159,6 +176,10 @@ class Settings:
             pseudonym_key=Secret(s("DORA_PSEUDONYM_KEY")),
             synthetic=_bool(env, "DORA_SYNTHETIC", False),
             synthetic_seed=_int(env, "DORA_SYNTHETIC_SEED", 42),
+            synthetic_teams=_int(env, "DORA_SYNTHETIC_TEAMS", 6, minimum=2),
+            synthetic_services=_int(env, "DORA_SYNTHETIC_SERVICES", 24, minimum=4),
+            synthetic_days=_int(env, "DORA_SYNTHETIC_DAYS", 120, minimum=1),
+            synthetic_end=s("DORA_SYNTHETIC_END"),
             partitions_start=start,
             github_token=Secret(s("GITHUB_TOKEN")),
             github_orgs=_split(s("GITHUB_ORGS")),
@@ -166,8 +187,12 @@ class Settings:
             github_api_url=s("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
             argocd_kubeconfig=s("ARGOCD_KUBECONFIG"),
             argocd_namespaces=_split(s("ARGOCD_NAMESPACES")),
+            argocd_environment_from=_argocd_environment_from(s("ARGOCD_ENVIRONMENT_FROM", "namespace")),
+            argocd_poll_seconds=_int(env, "ARGOCD_POLL_SECONDS", 180, minimum=10),
+            kubernetes_service_host=s("KUBERNETES_SERVICE_HOST"),
             pagerduty_token=Secret(s("PAGERDUTY_TOKEN")),
             pagerduty_api_url=s("PAGERDUTY_API_URL", "https://api.pagerduty.com").rstrip("/"),
+            pagerduty_change_field=s("PAGERDUTY_CHANGE_FIELD"),
             opsgenie_api_key=Secret(s("OPSGENIE_API_KEY")),
             opsgenie_api_url=s("OPSGENIE_API_URL", "https://api.opsgenie.com").rstrip("/"),
             backstage_url=s("BACKSTAGE_URL").rstrip("/"),
@@ -176,6 +201,7 @@ class Settings:
             survey_table=survey_table,
             survey_csv_dir=s("SURVEY_CSV_DIR"),
             webhook_secret=Secret(s("DORA_WEBHOOK_SECRET")),
+            webhook_max_body_bytes=_int(env, "DORA_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
             http_timeout_seconds=float(_int(env, "DORA_HTTP_TIMEOUT_SECONDS", 30, minimum=1)),
             http_max_retries=_int(env, "DORA_HTTP_MAX_RETRIES", 5),
         )

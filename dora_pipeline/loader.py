@@ -156,11 +156,16 @@ def load_partition(
     *,
     snapshot_tables: Iterable[str] = (),
     now: datetime | None = None,
+    partial: bool = False,
 ) -> LoadResult:
     """Validate and land one partition of one source, atomically.
 
     ``snapshot_tables``: raw tables this source delivers whole on every extract (the
     catalog); rows of this source missing from the batch are deleted there.
+    ``partial``: the batch is only part of the partition (a sensor poll between partition
+    runs). Quarantine rows are then replaced only for the record keys in the batch, not
+    for the whole partition, and ``extract_log`` (the record of complete partition
+    extracts) is left alone.
     The caller's connection must not be in autocommit; this function commits.
     """
     now = now or datetime.now(timezone.utc)
@@ -168,6 +173,7 @@ def load_partition(
     batches: dict[str, dict[tuple, tuple]] = {name: {} for name in TABLES}
     quarantine: list[tuple] = []
     incident_ids: set[tuple[str, str]] = set()
+    seen_keys: set[str] = set()  # every record key of the batch, for partial loads
 
     for record in records:
         if isinstance(record, Quarantined):
@@ -176,6 +182,7 @@ def load_partition(
                  record.reason, payload_text(record.payload))
             )
             continue
+        seen_keys.add(record.key())
         try:
             record.validate(now)
         except InvalidRecord as exc:
@@ -203,27 +210,40 @@ def load_partition(
                 result.rows[table] = _upsert(conn, TABLES[table], rows)
             if table in snapshot_tables:
                 _delete_missing(conn, TABLES[table], source, rows)
-        conn.execute(
-            "delete from dora_raw.quarantine where source = %s and partition_date = %s",
-            (source, partition_date),
-        )
+        if partial:
+            seen_keys.update(q[3] for q in quarantine if q[3] is not None)
+            conn.execute(
+                """
+                delete from dora_raw.quarantine
+                where source = %s and partition_date = %s
+                  and (record_key = any(%s) or (record_key is null and payload = any(%s)))
+                """,
+                (source, partition_date, sorted(seen_keys),
+                 [q[5] for q in quarantine if q[3] is None]),
+            )
+        else:
+            conn.execute(
+                "delete from dora_raw.quarantine where source = %s and partition_date = %s",
+                (source, partition_date),
+            )
         if quarantine:
             with conn.cursor().copy(
                 "copy dora_raw.quarantine (source, partition_date, record_type, record_key, reason, payload) from stdin"
             ) as copy:
                 for row in quarantine:
                     copy.write_row(row)
-        conn.execute(
-            """
-            insert into dora_raw.extract_log (source, partition_date, rows_loaded, rows_quarantined)
-            values (%s, %s, %s, %s)
-            on conflict (source, partition_date) do update
-            set rows_loaded = excluded.rows_loaded,
-                rows_quarantined = excluded.rows_quarantined,
-                extracted_at = now()
-            """,
-            (source, partition_date, json.dumps(result.rows), len(quarantine)),
-        )
+        if not partial:
+            conn.execute(
+                """
+                insert into dora_raw.extract_log (source, partition_date, rows_loaded, rows_quarantined)
+                values (%s, %s, %s, %s)
+                on conflict (source, partition_date) do update
+                set rows_loaded = excluded.rows_loaded,
+                    rows_quarantined = excluded.rows_quarantined,
+                    extracted_at = now()
+                """,
+                (source, partition_date, json.dumps(result.rows), len(quarantine)),
+            )
         for table in {TABLES[t].name for t, rows in batches.items() if rows}:
             conn.execute(sql.SQL("analyze {}").format(sql.Identifier("dora_raw", table)))
     result.quarantined = len(quarantine)

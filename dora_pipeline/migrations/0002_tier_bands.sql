@@ -35,17 +35,3 @@ insert into dora_lib.tier_bands values
     ('median_time_to_restore_minutes', 'high',   2, 60,    true,  1440,  false, 'minutes', 'DORA State of DevOps 2024'),
     ('median_time_to_restore_minutes', 'medium', 3, 1440,  true,  10080, false, 'minutes', 'DORA State of DevOps 2024'),
     ('median_time_to_restore_minutes', 'low',    4, 10080, true,  null,  false, 'minutes', 'DORA State of DevOps 2024');
-
--- The tier of a value: the band that contains it. NULL value -> NULL tier.
--- Declared STABLE (it reads a table), small enough to stay cheap on mart-sized inputs.
-create function dora_lib.tier(p_metric text, p_value numeric) returns text
-language sql stable parallel safe as $$
-    select b.tier
-    from dora_lib.tier_bands as b
-    where b.metric = p_metric
-      and p_value is not null
-      and (b.lower_bound is null or p_value > b.lower_bound or (b.lower_inclusive and p_value = b.lower_bound))
-      and (b.upper_bound is null or p_value < b.upper_bound or (b.upper_inclusive and p_value = b.upper_bound))
-    order by b.tier_rank
-    limit 1
-$$;

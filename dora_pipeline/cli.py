@@ -1,0 +1,228 @@
+"""``dora-pipeline``: demo, run, migrate, webhook, db (the contract of DESIGN §5).
+
+Exit codes: 0 success, 2 configuration error, 3 warehouse unreachable, 4 a source
+failed, 5 a model failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+
+from .config import ConfigError, Settings
+from .models import ModelError
+from .sources import SourceError, get_source
+from .warehouse import Warehouse, WarehouseUnavailable, redact_url, stop_embedded
+
+log = logging.getLogger("dora_pipeline")
+
+EXIT_CONFIG, EXIT_WAREHOUSE, EXIT_SOURCE, EXIT_MODEL = 2, 3, 4, 5
+
+
+class _RedactingFilter(logging.Filter):
+    """Last line of defence: configured secrets never reach a log line."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def _setup_logging(verbosity: int, settings: Settings | None) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%H:%M:%S"))
+    if settings is not None:
+        handler.addFilter(_RedactingFilter(settings.secrets()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("dora_pipeline").setLevel(level)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {value!r}") from None
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date or ISO timestamp: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dora-pipeline", description=__doc__.split("\n")[0])
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug detail (per model)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", parents=[verbosity], help="synthetic organisation end to end")
+    demo.add_argument("--teams", type=int, default=6)
+    demo.add_argument("--services", type=int, default=24)
+    demo.add_argument("--days", type=int, default=120)
+    demo.add_argument("--seed", type=int, default=42)
+
+    run = sub.add_parser("run", parents=[verbosity], help="extract, build and publish")
+    run.add_argument("--start", type=_date, help="first UTC day to extract (default: --end)")
+    run.add_argument("--end", type=_date, help="last UTC day to extract (default: yesterday)")
+    run.add_argument("--as-of", type=_timestamp, help="end of every current window (default: the day after --end)")
+    run.add_argument("--source", action="append", help="only this source (repeatable); default: every configured one")
+
+    sub.add_parser("migrate", parents=[verbosity], help="create or upgrade the raw schema and the reader role")
+
+    hook = sub.add_parser("webhook", parents=[verbosity], help="the CI deploy receiver")
+    hook.add_argument("--host", default="127.0.0.1")
+    hook.add_argument("--port", type=int, default=8088)
+
+    db = sub.add_parser("db", parents=[verbosity], help="the warehouse: print its URL or stop the embedded server")
+    db.add_argument("action", choices=["url", "stop"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    verbosity = -1 if args.quiet else 1 if args.verbose else 0
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        _setup_logging(verbosity, None)
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    _setup_logging(verbosity, settings)
+    try:
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return EXIT_CONFIG
+    except WarehouseUnavailable as exc:
+        log.error("%s", exc)
+        return EXIT_WAREHOUSE
+    except SourceError as exc:
+        log.error("source failed, nothing of that partition was loaded: %s", exc)
+        return EXIT_SOURCE
+    except ModelError as exc:
+        log.error("model failed, the previously published tables are unchanged: %s", exc)
+        return EXIT_MODEL
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "migrate":
+        warehouse = Warehouse(settings)
+        applied = warehouse.migrate()
+        log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
+        log.info("reader role %s can read schema dora_metrics", settings.reader_role)
+        return 0
+    if args.command == "db":
+        if args.action == "url":
+            print(redact_url(Warehouse(settings).url) if settings.database_url else Warehouse(settings).url)
+        else:
+            print("stopped" if stop_embedded(settings) else "not running")
+        return 0
+    if args.command == "webhook":
+        from .webhook import serve
+
+        serve(settings, args.host, args.port)
+        return 0
+    if args.command == "demo":
+        return _demo(args, settings)
+    return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from .pipeline import run
+
+    end = args.end or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    start = args.start or end
+    if start > end:
+        raise ConfigError(f"--start {start} is after --end {end}")
+    sources = None
+    if args.source:
+        try:
+            sources = [get_source(name) for name in args.source]
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        not_configured = [(s.name, s.skip_reason(settings)) for s in sources if s.skip_reason(settings)]
+        if not_configured:
+            raise ConfigError("; ".join(f"source {n} is not configured: {why}" for n, why in not_configured))
+    warehouse = Warehouse(settings)
+    result = run(warehouse, start, end, args.as_of, sources, on_load=_log_load, on_model=_log_model)
+    _summary(result)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from .pipeline import run
+    from .report_text import print_tables
+
+    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    settings = replace(
+        settings, synthetic=True, synthetic_teams=args.teams, synthetic_services=args.services,
+        synthetic_days=args.days, synthetic_seed=args.seed, synthetic_end=end.isoformat(),
+    )
+    warehouse = Warehouse(settings)
+    log.info("warehouse: %s", redact_url(warehouse.url))
+    start = end - timedelta(days=args.days - 1)
+    log.info("demo: synthetic organisation of %d teams and %d services, %s..%s",
+             args.teams, args.services, start, end)
+    result = run(warehouse, start, end, None, [get_source("synthetic")],
+                 on_load=_log_load, on_model=_log_model)
+    with warehouse.connection() as conn:
+        print_tables(conn)
+    _summary(result)
+    return 0
+
+
+_last_load_log = [0.0]
+
+
+def _log_load(source, day, load) -> None:
+    level = logging.INFO
+    now = time.monotonic()
+    # One line per partition is noise for long ranges: at most one a second at INFO.
+    if now - _last_load_log[0] < 1.0 and not load.quarantined:
+        level = logging.DEBUG
+    else:
+        _last_load_log[0] = now
+    log.log(level, "extract %s %s: %d rows, %d quarantined", source.name, day, load.total_rows, load.quarantined)
+
+
+def _log_model(model, rows, seconds) -> None:
+    log.log(logging.INFO if model.published else logging.DEBUG,
+            "model %s: %d rows in %.2fs", model.qualified, rows, seconds)
+
+
+def _summary(result) -> None:
+    rows = result.rows_by_source()
+    quarantined = result.quarantined_by_source()
+    log.info(
+        "done: as of %s; extracted %s; quarantined %s; published %s in %.1fs extract + %.1fs models",
+        result.as_of.isoformat(),
+        ", ".join(f"{k}={v}" for k, v in rows.items()) or "nothing",
+        ", ".join(f"{k}={v}" for k, v in quarantined.items() if v) or "none",
+        ", ".join(f"dora_metrics.{k} ({v} rows)" for k, v in result.published.items()),
+        result.seconds.get("extract", 0), result.seconds.get("models", 0),
+    )
+    log.info("quarantined records are in dora_raw.quarantine (source, reason, payload)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

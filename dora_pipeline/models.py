@@ -1,0 +1,321 @@
+"""The SQL model engine: plain PostgreSQL SELECTs in ``sql_models/``, one per file.
+
+- ``sql_models/<layer>/<name>.sql`` builds table ``<schema>.<name>`` where the layer
+  decides the schema: staging -> ``dora_staging``, intermediate -> ``dora_intermediate``,
+  marts -> ``dora_marts`` (the private build schema; ``publish`` copies marts to
+  ``dora_metrics`` in one transaction).
+- Dependencies are the ``schema.table`` references found by sqlglot scope traversal
+  (CTE names are not tables). A reference must be another model or a table created by a
+  migration (``dora_raw.*``, ``dora_lib.*``); anything else, a parse error, more than one
+  statement, a non-SELECT or a cycle fails with the file name and the reason.
+- The leading ``/* ... */`` comment is the model's description; a line in it of the form
+  ``index: col_a, col_b`` adds an index on the built table. A trailing ``-- comment`` on
+  a select column documents that column. Both become ``COMMENT ON`` and Dagster
+  descriptions.
+- Run-time parameters reach the SQL as session settings read with
+  ``current_setting('dora.<name>')`` (see ``model_parameters``), so models stay plain SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+import sqlglot
+from psycopg import sql
+from sqlglot import exp
+from sqlglot.errors import ParseError
+from sqlglot.optimizer.scope import traverse_scope
+
+from .config import Settings
+from .warehouse import PUBLISHED_SCHEMA
+
+log = logging.getLogger(__name__)
+
+LAYER_SCHEMAS = {
+    "staging": "dora_staging",
+    "intermediate": "dora_intermediate",
+    "marts": "dora_marts",
+}
+MODELS_DIR = Path(__file__).resolve().parent.parent / "sql_models"
+PUBLISH_LOCK = 7_312_002  # advisory lock id: one publish at a time
+
+
+class ModelError(ValueError):
+    """A model cannot be used; the message starts with its file."""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    layer: str
+    path: Path
+    sql: str
+    description: str
+    column_comments: Mapping[str, str]
+    depends_on: frozenset[str]  # qualified schema.table
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def schema(self) -> str:
+        return LAYER_SCHEMAS[self.layer]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def published(self) -> bool:
+        return self.layer == "marts"
+
+
+@dataclass
+class ModelGraph:
+    models: dict[str, Model]  # by qualified name
+    order: list[str] = field(default_factory=list)  # topological
+
+    def upstream_models(self, model: Model) -> list[Model]:
+        return [self.models[d] for d in sorted(model.depends_on) if d in self.models]
+
+    def raw_tables(self, model: Model) -> list[str]:
+        return sorted(d for d in model.depends_on if d not in self.models)
+
+    @property
+    def marts(self) -> list[Model]:
+        return [self.models[q] for q in self.order if self.models[q].published]
+
+    def ordered(self) -> list[Model]:
+        return [self.models[q] for q in self.order]
+
+
+_DESCRIPTION_RE = re.compile(r"^\s*/\*(.*?)\*/", re.S)
+_INDEX_RE = re.compile(r"^\s*index:\s*(.+)$", re.M | re.I)
+
+
+@cache
+def external_tables() -> frozenset[str]:
+    """Tables created by migrations, which models may read."""
+    found = set()
+    folder = resources.files("dora_pipeline") / "migrations"
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            text = entry.read_text(encoding="utf-8")
+            found.update(
+                m.group(1).lower()
+                for m in re.finditer(r"create\s+table\s+(?:if\s+not\s+exists\s+)?(dora_(?:raw|lib)\.\w+)", text, re.I)
+            )
+    return frozenset(found)
+
+
+def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
+    """Parse one model file (or ``text`` as if it were that file)."""
+    text = path.read_text(encoding="utf-8") if text is None else text
+    where = f"{path.name}" if not path.parent.name else f"{path.parent.name}/{path.name}"
+    if layer not in LAYER_SCHEMAS:
+        raise ModelError(f"{where}: unknown layer {layer!r} (expected one of {', '.join(LAYER_SCHEMAS)})")
+    try:
+        statements = [s for s in sqlglot.parse(text, read="postgres") if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        detail = first.get("description") or str(exc).splitlines()[0]
+        line = first.get("line")
+        raise ModelError(f"{where}: does not parse{f' (line {line})' if line else ''}: {detail}") from None
+    if len(statements) != 1:
+        raise ModelError(f"{where}: must hold exactly one SELECT, found {len(statements)} statements")
+    statement = statements[0]
+    if not isinstance(statement, exp.Query):
+        raise ModelError(f"{where}: must be a SELECT, found {statement.key.upper()}")
+    depends: set[str] = set()
+    for scope in traverse_scope(statement):
+        for table in scope.tables:
+            if not isinstance(table.this, exp.Identifier) or table.name in scope.cte_sources:
+                continue
+            if not table.db:
+                raise ModelError(f"{where}: table {table.name!r} must be referenced as schema.table")
+            depends.add(f"{table.db}.{table.name}".lower())
+    match = _DESCRIPTION_RE.match(text)
+    description = match.group(1).strip() if match else ""
+    indexes = tuple(
+        tuple(c.strip() for c in m.group(1).split(",") if c.strip()) for m in _INDEX_RE.finditer(description)
+    )
+    description = _INDEX_RE.sub("", description).strip()
+    columns = {}
+    if isinstance(statement, exp.Select):
+        for projection in statement.expressions:
+            if projection.comments:
+                columns[projection.alias_or_name] = " ".join(c.strip() for c in projection.comments)
+    return Model(
+        name=path.stem.lower(),
+        layer=layer,
+        path=path,
+        sql=text.strip().rstrip(";").strip(),
+        description=description,
+        column_comments=columns,
+        depends_on=frozenset(depends),
+        indexes=indexes,
+    )
+
+
+def load_models(directory: Path = MODELS_DIR) -> ModelGraph:
+    """Every model under ``directory``, checked and topologically ordered."""
+    models: dict[str, Model] = {}
+    for layer in LAYER_SCHEMAS:
+        for path in sorted((directory / layer).glob("*.sql")):
+            model = parse_model(path, layer)
+            if model.qualified in models:
+                raise ModelError(f"{layer}/{path.name}: duplicate model name {model.name}")
+            models[model.qualified] = model
+    return build_graph(models.values())
+
+
+def build_graph(models: Iterable[Model]) -> ModelGraph:
+    by_name = {m.qualified: m for m in models}
+    known = set(by_name) | external_tables()
+    for model in by_name.values():
+        for dep in sorted(model.depends_on):
+            if dep not in known:
+                hint = ""
+                if dep.startswith(PUBLISHED_SCHEMA + "."):
+                    hint = f" (marts read other marts as dora_marts.{dep.split('.', 1)[1]})"
+                raise ModelError(f"{model.layer}/{model.path.name}: references unknown table {dep}{hint}")
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = trail[trail.index(name):] + [name]
+            first = by_name[name]
+            raise ModelError(
+                f"{first.layer}/{first.path.name}: dependency cycle {' -> '.join(cycle)}"
+            )
+        state[name] = 1
+        for dep in sorted(by_name[name].depends_on):
+            if dep in by_name:
+                visit(dep, trail + [name])
+        state[name] = 2
+        order.append(name)
+
+    for name in sorted(by_name):
+        visit(name, [])
+    return ModelGraph(by_name, order)
+
+
+def model_parameters(settings: Settings, as_of: datetime) -> dict[str, str]:
+    """Session settings the models read with current_setting('dora.<name>')."""
+    return {
+        "dora.as_of": as_of.isoformat(),
+        "dora.production_environments": settings.production_environments,
+        "dora.incident_window_hours": str(settings.incident_window_hours),
+        "dora.survey_min_respondents": str(settings.survey_min_respondents),
+    }
+
+
+def _set_parameters(conn: psycopg.Connection, params: Mapping[str, str]) -> None:
+    for name, value in params.items():
+        conn.execute("select set_config(%s, %s, true)", (name, value))
+
+
+def _comment_statements(schema: str, model: Model) -> list[sql.Composed]:
+    table = sql.Identifier(schema, model.name)
+    out = []
+    if model.description:
+        out.append(sql.SQL("comment on table {} is {}").format(table, sql.Literal(model.description)))
+    for column, comment in model.column_comments.items():
+        out.append(
+            sql.SQL("comment on column {}.{} is {}").format(table, sql.Identifier(column), sql.Literal(comment))
+        )
+    return out
+
+
+def build_model(conn: psycopg.Connection, model: Model, params: Mapping[str, str]) -> int:
+    """(Re)build one model's table atomically; returns its row count.
+
+    The new table is built under a temporary name and swapped in, in one transaction:
+    a failing model leaves the previous table as it was.
+    """
+    schema = sql.Identifier(model.schema)
+    target = sql.Identifier(model.schema, model.name)
+    staging_name = f"{model.name}__build"
+    building = sql.Identifier(model.schema, staging_name)
+    started = time.monotonic()
+    with conn.transaction():
+        _set_parameters(conn, params)
+        conn.execute(sql.SQL("create schema if not exists {}").format(schema))
+        conn.execute(sql.SQL("drop table if exists {}").format(building))
+        try:
+            conn.execute(sql.SQL("create table {} as ").format(building) + sql.SQL(model.sql))
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary or str(exc)).strip()
+            raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
+        for i, columns in enumerate(model.indexes):
+            conn.execute(
+                sql.SQL("create index {} on {} ({})").format(
+                    sql.Identifier(f"{model.name}_idx{i}"[:63]),
+                    building,
+                    sql.SQL(", ").join(map(sql.Identifier, columns)),
+                )
+            )
+        conn.execute(sql.SQL("drop table if exists {}").format(target))
+        conn.execute(sql.SQL("alter table {} rename to {}").format(building, sql.Identifier(model.name)))
+        for i, _ in enumerate(model.indexes):
+            conn.execute(
+                sql.SQL("alter index {} rename to {}").format(
+                    sql.Identifier(model.schema, f"{model.name}_idx{i}"[:63]),
+                    sql.Identifier(f"{model.name}_i{i}"[:63]),
+                )
+            )
+        for statement in _comment_statements(model.schema, model):
+            conn.execute(statement)
+        conn.execute(sql.SQL("analyze {}").format(target))
+        rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    log.debug("model %s built: %d rows in %.2fs", model.qualified, rows, time.monotonic() - started)
+    return rows
+
+
+def publish(conn: psycopg.Connection, marts: list[Model], reader_role: str) -> dict[str, int]:
+    """Copy every built mart into ``dora_metrics`` in one transaction.
+
+    Readers see either all the old tables or all the new ones, never a missing or
+    half-filled table; if anything fails, the previous published data stays.
+    """
+    published = sql.Identifier(PUBLISHED_SCHEMA)
+    counts: dict[str, int] = {}
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
+        conn.execute(sql.SQL("create schema if not exists {}").format(published))
+        for model in marts:
+            source = sql.Identifier(model.schema, model.name)
+            target = sql.Identifier(PUBLISHED_SCHEMA, model.name)
+            conn.execute(sql.SQL("drop table if exists {}").format(target))
+            conn.execute(sql.SQL("create table {} as table {}").format(target, source))
+            for statement in _comment_statements(PUBLISHED_SCHEMA, model):
+                conn.execute(statement)
+            conn.execute(sql.SQL("grant select on {} to {}").format(target, sql.Identifier(reader_role)))
+            counts[model.name] = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    return counts
+
+
+def build_all(
+    conn: psycopg.Connection,
+    graph: ModelGraph,
+    params: Mapping[str, str],
+    on_model=None,
+) -> dict[str, int]:
+    """Build every model in dependency order. ``on_model(model, rows, seconds)`` reports progress."""
+    counts = {}
+    for model in graph.ordered():
+        started = time.monotonic()
+        counts[model.qualified] = build_model(conn, model, params)
+        if on_model:
+            on_model(model, counts[model.qualified], time.monotonic() - started)
+    return counts

@@ -1,0 +1,542 @@
+"""GitHub: the pull requests merged and the deployments finished on one UTC day.
+
+Pull requests come from the GraphQL search API, one query per organisation or
+repository and window: a single search page carries everything a PR record needs
+(first commit, first reviews, merge commit), so 100 merged PRs cost one request.
+Search answers at most 1,000 results per query; a window that matches more is split
+into smaller windows until each fits.
+
+Deployments come from the REST deployments API and each deployment's statuses. The
+latest ``success``, ``failure`` or ``error`` status ends a deployment (``failure`` and
+``error`` are failed attempts); a deployment without one yet is not emitted. The
+partition day is the day of that status.
+
+``GITHUB_API_URL`` is the REST base: ``https://api.github.com`` (GraphQL at
+``/graphql``) or a GitHub Enterprise Server host, given as ``https://ghe.example.com``
+or ``https://ghe.example.com/api/v3`` (REST at ``/api/v3``, GraphQL at ``/api/graphql``).
+
+Rate limits, as GitHub documents them: GraphQL answers a primary limit with HTTP 200,
+an error of type ``RATE_LIMITED`` and ``x-ratelimit-remaining: 0``: we wait until
+``x-ratelimit-reset`` (the shared ``HttpClient`` hook below). Secondary limits answer
+403 or 429, with or without ``retry-after``; ``HttpClient`` waits as asked, or a minute.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from ..config import Settings
+from ..http import HttpClient
+from ..records import Deployment, PullRequest, Quarantined, Record, utc_day_bounds
+from .base import ExtractContext, Source, SourceError
+
+SEARCH_RESULT_CAP = 1000
+# Search windows are split so each expected window holds this many at most, leaving
+# room for PRs merged while we page.
+SPLIT_TARGET = 800
+TERMINAL_STATES = {"success": False, "failure": True, "error": True}
+
+MERGED_PULL_REQUESTS_QUERY = """
+query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String) {
+  search(query: $searchQuery, type: ISSUE, first: $pageSize, after: $after) {
+    issueCount
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      ... on PullRequest {
+        id
+        number
+        title
+        createdAt
+        mergedAt
+        additions
+        deletions
+        baseRefName
+        headRefOid
+        mergeCommit { oid }
+        author { login }
+        repository { nameWithOwner }
+        commits(first: 1) { nodes { commit { authoredDate } } }
+        reviews(first: 10, states: [APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED]) {
+          pageInfo { hasNextPage endCursor }
+          nodes { author { login } submittedAt }
+        }
+      }
+    }
+  }
+}
+"""
+
+PULL_REQUEST_REVIEWS_QUERY = """
+query PullRequestReviews($id: ID!, $after: String) {
+  node(id: $id) {
+    ... on PullRequest {
+      reviews(first: 100, after: $after, states: [APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED]) {
+        pageInfo { hasNextPage endCursor }
+        nodes { author { login } submittedAt }
+      }
+    }
+  }
+}
+"""
+
+#: every GraphQL document this source sends (the tests validate them against GitHub's schema)
+GRAPHQL_DOCUMENTS = (MERGED_PULL_REQUESTS_QUERY, PULL_REQUEST_REVIEWS_QUERY)
+
+
+@dataclass(frozen=True)
+class GitHubEndpoints:
+    rest: str
+    graphql: str
+
+
+def github_endpoints(api_url: str) -> GitHubEndpoints:
+    """REST base and GraphQL URL for ``GITHUB_API_URL``.
+
+    ``https://api.github.com`` -> GraphQL ``https://api.github.com/graphql``;
+    ``https://ghe.example.com`` or ``…/api/v3`` -> REST ``…/api/v3``, GraphQL ``…/api/graphql``;
+    any other base with a path (a proxy in front of github.com) -> GraphQL ``<base>/graphql``.
+    """
+    base = api_url.rstrip("/")
+    parts = urlsplit(base)
+    if parts.path.endswith("/api/v3"):
+        return GitHubEndpoints(base, base[: -len("/v3")] + "/graphql")
+    if parts.path in ("", "/") and parts.hostname != "api.github.com":
+        return GitHubEndpoints(base + "/api/v3", base + "/api/graphql")
+    return GitHubEndpoints(base, base + "/graphql")
+
+
+def _search_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merged_search_query(qualifier: str, first: datetime, last: datetime) -> str:
+    """Search text for PRs merged from ``first`` to ``last`` (both inclusive, seconds)."""
+    return (
+        f"is:pr is:merged merged:{_search_time(first)}..{_search_time(last)} "
+        f"sort:created-asc {qualifier}"
+    )
+
+
+def split_window(first: datetime, last: datetime, parts: int) -> list[tuple[datetime, datetime]]:
+    """``[first, last]`` (inclusive, whole seconds) cut into ``parts`` adjoining windows."""
+    seconds = int((last - first).total_seconds()) + 1
+    step = max(1, math.ceil(seconds / parts))
+    windows = []
+    start = 0
+    while start < seconds:
+        end = min(seconds, start + step) - 1
+        windows.append((first + timedelta(seconds=start), first + timedelta(seconds=end)))
+        start += step
+    return windows
+
+
+def _time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return datetime.fromisoformat(value)
+
+
+def _login(actor: Any) -> str | None:
+    return actor.get("login") if isinstance(actor, dict) else None
+
+
+def first_review(reviews: Iterable[dict], pr_author: str | None) -> tuple[datetime, str | None] | None:
+    """The earliest submitted review by someone other than the PR's author."""
+    found: tuple[datetime, str | None] | None = None
+    author = (pr_author or "").lower()
+    for review in reviews:
+        login = _login(review.get("author"))
+        submitted = _time(review.get("submittedAt"))
+        if submitted is None or (author and (login or "").lower() == author):
+            continue
+        if found is None or submitted < found[0]:
+            found = (submitted, login)
+    return found
+
+
+def pull_request_record(node: dict, extra_reviews: Iterable[dict] = ()) -> PullRequest:
+    """A search result node (see ``MERGED_PULL_REQUESTS_QUERY``) as a record."""
+    author = _login(node.get("author"))
+    commits = (node.get("commits") or {}).get("nodes") or []
+    first_commit = commits[0].get("commit") if commits and commits[0] else None
+    reviews = list((node.get("reviews") or {}).get("nodes") or []) + list(extra_reviews)
+    review = first_review((r for r in reviews if r), author)
+    merge_commit = node.get("mergeCommit") or {}
+    return PullRequest(
+        source="github",
+        repository=node["repository"]["nameWithOwner"].lower(),
+        number=node["number"],
+        opened_at=_time(node.get("createdAt")),
+        merged_at=_time(node.get("mergedAt")),
+        first_commit_at=_time(first_commit.get("authoredDate")) if first_commit else None,
+        first_review_at=review[0] if review else None,
+        first_reviewer=review[1] if review else None,
+        merge_commit_sha=(merge_commit.get("oid") or "").lower() or None,
+        head_sha=(node.get("headRefOid") or "").lower() or None,
+        title=node.get("title"),
+        author=author,
+        base_branch=node.get("baseRefName"),
+        additions=node.get("additions"),
+        deletions=node.get("deletions"),
+    )
+
+
+def deployment_record(repository: str, deployment: dict, statuses: Iterable[dict]) -> Deployment | None:
+    """A REST deployment and its statuses as a record; None while it has no terminal status."""
+    terminal = [s for s in statuses if s.get("state") in TERMINAL_STATES]
+    if not terminal:
+        return None
+    last = max(terminal, key=lambda s: (_time(s.get("created_at")), s.get("id") or 0))
+    repo = repository.lower()
+    return Deployment(
+        source="github",
+        external_id=str(deployment["id"]),
+        service_key_type="github_repo",
+        service_key=repo,
+        repository=repo,
+        environment=deployment.get("environment") or "",
+        finished_at=_time(last.get("created_at")),
+        commit_sha=(deployment.get("sha") or "").lower() or None,
+        started_at=_time(deployment.get("created_at")),
+        failed=TERMINAL_STATES[last["state"]],
+    )
+
+
+def _reset_wait(response: requests.Response, now: float) -> float:
+    retry_after = (response.headers.get("retry-after") or "").strip()
+    if retry_after.isdigit():
+        return float(retry_after)
+    reset = (response.headers.get("x-ratelimit-reset") or "").strip()
+    if reset.isdigit():
+        # One second past the reset: the window turns over on GitHub's clock, not ours.
+        return max(0.0, float(reset) - now) + 1.0
+    return 60.0
+
+
+def graphql_retry_hook(transient_wait: float) -> Callable[[requests.Response], float | None]:
+    """For ``HttpClient``: GitHub GraphQL's 200-with-error-body answers that mean "try again".
+
+    A primary rate limit (``RATE_LIMITED``, ``x-ratelimit-remaining: 0``) waits until
+    ``x-ratelimit-reset``; GitHub's "Something went wrong ... timeout" answer is retried
+    after ``transient_wait``. Any other error body is accepted and reported by the caller.
+    """
+
+    def hook(response: requests.Response) -> float | None:
+        try:
+            body = response.json()
+        except ValueError:
+            return None  # HttpClient.json retries and reports invalid JSON
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if not errors:
+            return None
+        types = {e.get("type") for e in errors if isinstance(e, dict)}
+        if "RATE_LIMITED" in types or response.headers.get("x-ratelimit-remaining") == "0":
+            return _reset_wait(response, time.time())
+        messages = " ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
+        if body.get("data") is None and "timeout" in messages.lower():
+            return transient_wait
+        return None
+
+    return hook
+
+
+class GitHubSource(Source):
+    """Merged pull requests and deployments from GitHub.com or GitHub Enterprise Server."""
+
+    name = "github"
+    writes = ("pull_requests", "deployments")
+    description = "GitHub: pull requests merged and deployments finished per UTC day"
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 4,
+        page_size: int = 100,
+        deployment_lookback: timedelta = timedelta(days=3),
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        backoff_base: float = 0.5,
+        max_wait: float = 3600.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``concurrency``: threads fetching organisations and repositories in parallel.
+        ``deployment_lookback``: how long before the day a deployment may have been
+        created and still finish on the day. ``timeout``/``max_retries`` default to
+        DORA_HTTP_TIMEOUT_SECONDS/DORA_HTTP_MAX_RETRIES; ``max_wait`` caps one rate-limit
+        wait (a primary limit resets within the hour)."""
+        self.concurrency = max(1, concurrency)
+        self.page_size = page_size
+        self.deployment_lookback = deployment_lookback
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.max_wait = max_wait
+        self.sleep = sleep
+
+    def skip_reason(self, settings: Settings) -> str | None:
+        if not settings.github_token:
+            return "GITHUB_TOKEN is not set"
+        if not settings.github_orgs and not settings.github_repos:
+            return "GITHUB_TOKEN is set but GITHUB_ORGS and GITHUB_REPOS are both empty"
+        return None
+
+    def extract(self, day: date, ctx: ExtractContext) -> list[Record | Quarantined]:
+        return _Extraction(self, ctx, day).run()
+
+
+class _Extraction:
+    """One partition's extract: its clients (one per thread), window and scopes."""
+
+    def __init__(self, source: GitHubSource, ctx: ExtractContext, day: date) -> None:
+        self.source = source
+        self.settings = ctx.settings
+        self.log = ctx.log
+        self.day = day
+        self.day_start, self.day_end = utc_day_bounds(day)
+        self.endpoints = github_endpoints(ctx.settings.github_api_url)
+        self.orgs = sorted({o.lower() for o in ctx.settings.github_orgs})
+        # A repository of a listed organisation is already covered by the organisation.
+        self.repos = sorted(
+            {r.lower() for r in ctx.settings.github_repos if r.split("/")[0].lower() not in self.orgs}
+        )
+        for repo in self.repos:
+            if repo.count("/") != 1 or not all(repo.split("/")):
+                raise SourceError(f"GITHUB_REPOS entry {repo!r} is not owner/name")
+        self._local = threading.local()
+        self._clients: list[HttpClient] = []
+        self._lock = threading.Lock()
+        self.graphql_hook = graphql_retry_hook(transient_wait=source.backoff_base * 4)
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def client(self) -> HttpClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            src = self.source
+            client = HttpClient(
+                self.endpoints.rest,
+                name="github",
+                headers={
+                    "Authorization": f"Bearer {self.settings.github_token.get()}",
+                    "Accept": "application/vnd.github+json",
+                    "X-GitHub-Api-Version": "2022-11-28",
+                },
+                timeout=src.timeout if src.timeout is not None else self.settings.http_timeout_seconds,
+                max_retries=src.max_retries if src.max_retries is not None else self.settings.http_max_retries,
+                backoff_base=src.backoff_base,
+                max_wait=src.max_wait,
+                sleep=src.sleep,
+            )
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def parallel(self, func: Callable[[str], list], items: list[str]) -> list:
+        """``func`` over ``items`` on the thread pool, results in ``items`` order; the
+        first failure cancels what has not started and is raised."""
+        if self.source.concurrency == 1 or len(items) <= 1:
+            return [func(item) for item in items]
+        pool = ThreadPoolExecutor(max_workers=self.source.concurrency, thread_name_prefix="github")
+        try:
+            futures = [pool.submit(func, item) for item in items]
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def graphql(self, query: str, variables: dict, what: str) -> dict:
+        body = self.client().json(
+            "POST",
+            self.endpoints.graphql,
+            json_body={"query": query, "variables": variables},
+            retry_hook=self.graphql_hook,
+        )
+        if not isinstance(body, dict):
+            raise SourceError(f"github: GraphQL answer for {what} is not a JSON object")
+        if body.get("errors"):
+            messages = "; ".join(
+                str(e.get("message", e))[:200] if isinstance(e, dict) else str(e)[:200]
+                for e in body["errors"][:3]
+            )
+            raise SourceError(f"github: GraphQL errors for {what}: {messages}")
+        if not isinstance(body.get("data"), dict):
+            raise SourceError(f"github: GraphQL answer for {what} has no data")
+        return body["data"]
+
+    def rest_pages(self, path: str, params: dict[str, Any]) -> Iterable[list]:
+        """Every page of a REST list, following ``Link: rel="next"`` to the end."""
+        client = self.client()
+        url: str | None = path
+        rest_origin = urlsplit(self.endpoints.rest)[:2]
+        while url:
+            page, next_url = self._rest_page(client, url, params)
+            yield page
+            if next_url and urlsplit(next_url)[:2] != rest_origin:
+                raise SourceError(f"github: GET {urlsplit(client.url(path)).path}: next page link leaves {self.endpoints.rest}")
+            url, params = next_url, {}
+
+    def _rest_page(self, client: HttpClient, url: str, params: dict) -> tuple[list, str | None]:
+        # HttpClient.json gives no headers, and the Link header is the page's next URL.
+        where = f"github: GET {urlsplit(client.url(url)).path}"
+        error = ""
+        for attempt in range(client.max_retries + 1):
+            response = client.request("GET", url, params=params or None)
+            try:
+                body = response.json()
+            except ValueError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt < client.max_retries:
+                    client.sleep(self.source.backoff_base * 2**attempt)
+                continue
+            if not isinstance(body, list):
+                raise SourceError(f"{where}: expected a JSON list, got {type(body).__name__}")
+            return body, response.links.get("next", {}).get("url")
+        raise SourceError(f"{where} returned invalid JSON after {client.max_retries + 1} attempts ({error})")
+
+    # -- the partition ----------------------------------------------------------------
+
+    def run(self) -> list[Record | Quarantined]:
+        scopes = [f"org:{o}" for o in self.orgs] + [f"repo:{r}" for r in self.repos]
+        try:
+            pull_requests: dict[tuple[str, int], Record | Quarantined] = {}
+            for batch in self.parallel(self.merged_pull_requests, scopes):
+                for key, record in batch:
+                    pull_requests[key] = record
+            repositories = sorted(
+                {r for batch in self.parallel(self.org_repositories, self.orgs) for r in batch}
+                | set(self.repos)
+            )
+            deployments = [d for batch in self.parallel(self.deployments, repositories) for d in batch]
+        finally:
+            for client in self._clients:
+                client.session.close()
+        self.log.info(
+            "github %s: %d merged pull requests from %d search scopes, %d deployments from "
+            "%d repositories, %d requests",
+            self.day, len(pull_requests), len(scopes), len(deployments), len(repositories),
+            sum(c.requests_sent for c in self._clients),
+        )
+        return [pull_requests[k] for k in sorted(pull_requests, key=str)] + sorted(
+            deployments, key=lambda d: int(d.external_id)
+        )
+
+    def merged_pull_requests(self, scope: str) -> list[tuple[tuple[str, int], Record | Quarantined]]:
+        last = self.day_end - timedelta(seconds=1)
+        nodes: dict[str, dict] = {}
+        for node in self.search_window(scope, self.day_start, last):
+            if node and node.get("id"):
+                nodes[node["id"]] = node
+        out = []
+        for node in nodes.values():
+            key = (str((node.get("repository") or {}).get("nameWithOwner", "")).lower(), node.get("number"))
+            try:
+                merged = _time(node.get("mergedAt"))
+                if merged is None or not self.day_start <= merged < self.day_end:
+                    continue  # merged on another day: that partition's search finds it
+                out.append((key, pull_request_record(node, self.more_reviews(node))))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                out.append((key, Quarantined(
+                    "github", "pull_requests", f"{key[0]}#{key[1]}",
+                    f"payload: unreadable pull request ({type(exc).__name__}: {exc})", node,
+                )))
+        return out
+
+    def search_window(self, scope: str, first: datetime, last: datetime) -> list[dict]:
+        query = merged_search_query(scope, first, last)
+        what = f"search {query!r}"
+        variables: dict[str, Any] = {"searchQuery": query, "pageSize": self.source.page_size, "after": None}
+        search = self._search(variables, what)
+        count = search.get("issueCount") or 0
+        if count > SEARCH_RESULT_CAP:
+            if first == last:
+                raise SourceError(
+                    f"github: {count} pull requests merged within one second for {scope}; "
+                    "search cannot return more than 1000 per query"
+                )
+            parts = max(2, math.ceil(count / SPLIT_TARGET))
+            self.log.info("github: %s matches %d pull requests, splitting into %d windows", query, count, parts)
+            return [
+                node
+                for window_first, window_last in split_window(first, last, parts)
+                for node in self.search_window(scope, window_first, window_last)
+            ]
+        nodes = list(search.get("nodes") or [])
+        while search["pageInfo"]["hasNextPage"]:
+            variables["after"] = search["pageInfo"]["endCursor"]
+            search = self._search(variables, what)
+            nodes.extend(search.get("nodes") or [])
+        if len(nodes) < count:
+            self.log.warning("github: %s reported %d results but returned %d", query, count, len(nodes))
+        return nodes
+
+    def _search(self, variables: dict, what: str) -> dict:
+        search = self.graphql(MERGED_PULL_REQUESTS_QUERY, variables, what).get("search")
+        if not isinstance(search, dict) or not isinstance(search.get("pageInfo"), dict):
+            raise SourceError(f"github: GraphQL answer for {what} has no search results")
+        return search
+
+    def more_reviews(self, node: dict) -> list[dict]:
+        """Later review pages, fetched only when the first page holds no review by
+        someone other than the author (rare: the search page carries 10 reviews)."""
+        reviews = node.get("reviews") or {}
+        page_info = reviews.get("pageInfo") or {}
+        author = _login(node.get("author"))
+        if not page_info.get("hasNextPage") or first_review(reviews.get("nodes") or [], author):
+            return []
+        found: list[dict] = []
+        after = page_info.get("endCursor")
+        while True:
+            what = f"reviews of {node['repository']['nameWithOwner']}#{node['number']}"
+            data = self.graphql(PULL_REQUEST_REVIEWS_QUERY, {"id": node["id"], "after": after}, what)
+            page = ((data.get("node") or {}).get("reviews")) or {}
+            found.extend(page.get("nodes") or [])
+            info = page.get("pageInfo") or {}
+            if first_review(found, author) or not info.get("hasNextPage"):
+                return found
+            after = info.get("endCursor")
+
+    def org_repositories(self, org: str) -> list[str]:
+        names = []
+        for page in self.rest_pages(f"orgs/{org}/repos", {"per_page": 100, "type": "all"}):
+            names.extend(str(repo["full_name"]).lower() for repo in page)
+        return names
+
+    def deployments(self, repository: str) -> list[Deployment]:
+        oldest = self.day_start - self.source.deployment_lookback
+        found = []
+        for page in self.rest_pages(f"repos/{repository}/deployments", {"per_page": 100}):
+            reached_oldest = False
+            for deployment in page:
+                try:
+                    created = _time(deployment.get("created_at"))
+                    if created is None or created >= self.day_end:
+                        continue
+                    if created < oldest:
+                        reached_oldest = True  # listed newest first: the rest are older still
+                        continue
+                    record = deployment_record(repository, deployment, self.statuses(repository, deployment["id"]))
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise SourceError(
+                        f"github: unreadable deployment in {repository} ({type(exc).__name__}: {exc})"
+                    ) from None
+                if record and self.day_start <= record.finished_at < self.day_end:
+                    found.append(record)
+            if reached_oldest:
+                break
+        return found
+
+    def statuses(self, repository: str, deployment_id: Any) -> list[dict]:
+        path = f"repos/{repository}/deployments/{int(deployment_id)}/statuses"
+        return [status for page in self.rest_pages(path, {"per_page": 100}) for status in page]
+
+SOURCE = GitHubSource()

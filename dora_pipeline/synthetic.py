@@ -1,0 +1,379 @@
+"""A realistic synthetic organisation, deterministic from a seed.
+
+Used by ``dora-pipeline demo``, the tests and the benchmarks. Every event of a day is a
+pure function of (seed, service, day), so extracting one day never needs the others
+and re-extracting a day yields the same records.
+
+What it holds, on purpose:
+- a group tree (engineering -> departments -> teams), users with memberships, services
+  owned by teams, one repository the catalog does not know (fallback refs), and one
+  library component that never deploys (its frequency tier stays NULL);
+- PRs with first commit, first review and merge times; some squash-merged (the deploy
+  carries the head SHA), some merged and shipped by a later deploy, some never deployed;
+- staging and production deploys, failed attempts, redeploys that ship no PR;
+- incidents caused by a change, explicitly not caused by one, unknown, some affecting
+  two services, some still open;
+- quarterly surveys with one team below k respondents and a few invalid scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+
+from .records import CatalogEntity, Deployment, GroupMembership, Incident, PullRequest, SurveyResponse
+
+SOURCE = "synthetic"
+ORG = "acme"
+EPOCH = date(2024, 1, 1)  # day numbers (PR numbers) count from here
+
+_WORDS = (
+    "payments", "checkout", "search", "catalog", "orders", "billing", "identity", "profile",
+    "inventory", "shipping", "pricing", "reviews", "ledger", "notify", "ads", "media",
+    "gateway", "ratings", "fraud", "loyalty", "reports", "export", "ingest", "quotes",
+)
+_SUFFIX = ("api", "web", "worker", "service", "jobs", "svc")
+_TEAM_WORDS = (
+    "atlas", "borealis", "comet", "delta", "ember", "falcon", "glacier", "harbor",
+    "indigo", "juniper", "kestrel", "lumen", "meteor", "nimbus", "orbit", "prism",
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    deploys_per_day: float  # production
+    lead_hours: float  # typical first commit -> merge
+    failure_prob: float  # chance a production deploy causes an incident
+    restore_minutes: float  # median time to restore
+
+
+PROFILES = (
+    Profile(4.5, 10, 0.02, 35),  # elite-ish
+    Profile(2.5, 30, 0.06, 180),
+    Profile(0.8, 90, 0.12, 900),
+    Profile(0.2, 400, 0.25, 4000),  # struggling
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    index: int
+    name: str
+    team: int
+    profile: Profile
+    deploys: bool = True
+    in_catalog: bool = True
+
+    @property
+    def repository(self) -> str:
+        return f"{ORG}/{self.name}"
+
+    @property
+    def entity_ref(self) -> str:
+        return f"component:default/{self.name}"
+
+    @property
+    def pagerduty_id(self) -> str:
+        return "P" + hashlib.sha1(self.name.encode()).hexdigest()[:6].upper()
+
+
+@dataclass(frozen=True)
+class Organisation:
+    seed: int
+    teams: int
+    services: int
+    end: date  # last day with events (inclusive)
+    days: int
+
+    @property
+    def start(self) -> date:
+        return self.end - timedelta(days=self.days - 1)
+
+    def team_ref(self, team: int) -> str:
+        return f"group:default/{self.team_name(team)}"
+
+    def team_name(self, team: int) -> str:
+        word = _TEAM_WORDS[team % len(_TEAM_WORDS)]
+        return word if team < len(_TEAM_WORDS) else f"{word}-{team // len(_TEAM_WORDS) + 1}"
+
+    def departments(self) -> int:
+        return max(1, math.ceil(self.teams / 4))
+
+    def department_of(self, team: int) -> int:
+        return team % self.departments()
+
+    def department_ref(self, dept: int) -> str:
+        return f"group:default/department-{dept + 1}"
+
+    def members(self, team: int) -> int:
+        # Team 1 stays below the default k=5 so its survey results are suppressed.
+        return 3 if team == 1 else 5 + (team * 7 + self.seed) % 5
+
+    def user_ref(self, team: int, member: int) -> str:
+        return f"user:default/{self.team_name(team)}-dev{member + 1}"
+
+    @property
+    def service_list(self) -> tuple[Service, ...]:
+        return _services(self.seed, self.teams, self.services)
+
+
+def _rng(*parts: object) -> random.Random:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def _sha(*parts: object) -> str:
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _services(seed: int, teams: int, count: int) -> tuple[Service, ...]:
+    rng = _rng(seed, "services")
+    services = []
+    for i in range(count):
+        word = _WORDS[i % len(_WORDS)]
+        suffix = _SUFFIX[(i // len(_WORDS)) % len(_SUFFIX)]
+        round_ = i // (len(_WORDS) * len(_SUFFIX))
+        name = f"{word}-{suffix}" + (f"-{round_ + 1}" if round_ else "")
+        profile = PROFILES[rng.randrange(len(PROFILES))] if i > 1 else PROFILES[i]
+        services.append(Service(i, name, i % teams, profile))
+    # The last service is a library: PRs, never deployed. The one before lives in a
+    # repository the catalog does not know.
+    if count >= 4:
+        last = services[-1]
+        services[-1] = Service(last.index, last.name.replace("-", "-lib-", 1), last.team, last.profile, deploys=False)
+        unknown = services[-2]
+        services[-2] = Service(unknown.index, f"legacy-{unknown.name}", unknown.team, unknown.profile, in_catalog=False)
+    return tuple(services)
+
+
+def _at(day: date, seconds: float) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    # Knuth for small lambda; the rates here stay below ~10.
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+@dataclass(frozen=True)
+class _PR:
+    number: int
+    merged_at: datetime
+    merge_sha: str
+    head_sha: str
+    squash: bool
+
+
+def _prs_of_day(org: Organisation, svc: Service, day: date) -> list[tuple[_PR, PullRequest]]:
+    rng = _rng(org.seed, "prs", svc.index, day)
+    lam = 2 * svc.profile.deploys_per_day + 0.1 if svc.deploys else 1.0
+    count = _poisson(rng, lam)
+    out = []
+    day_no = (day - EPOCH).days
+    merge_times = sorted(rng.uniform(7 * 3600, 19 * 3600) for _ in range(count))
+    for i, merge_s in enumerate(merge_times):
+        merged = _at(day, merge_s)
+        review_wait = timedelta(hours=rng.lognormvariate(math.log(max(svc.profile.lead_hours / 8, 0.3)), 0.8))
+        review = timedelta(hours=rng.lognormvariate(math.log(max(svc.profile.lead_hours / 6, 0.2)), 0.7))
+        coding = timedelta(hours=rng.lognormvariate(math.log(max(svc.profile.lead_hours / 3, 0.5)), 0.9))
+        first_review = merged - review
+        opened = first_review - review_wait
+        first_commit = opened - coding
+        reviewed = rng.random() > 0.08
+        number = day_no * 64 + i + 1
+        squash = rng.random() < 0.35
+        head = _sha(org.seed, svc.name, number, "head")
+        merge_sha = _sha(org.seed, svc.name, number, "merge")
+        author_team = svc.team if rng.random() < 0.9 else (svc.team + 1) % org.teams
+        pr = PullRequest(
+            source=SOURCE,
+            repository=svc.repository,
+            number=number,
+            opened_at=opened,
+            merged_at=merged,
+            first_commit_at=first_commit,
+            first_review_at=first_review if reviewed else None,
+            first_reviewer=org.user_ref((svc.team + 1) % org.teams if rng.random() < 0.2 else svc.team, rng.randrange(3)) if reviewed else None,
+            merge_commit_sha=merge_sha,
+            head_sha=head,
+            title=f"Change {number} in {svc.name}",
+            author=org.user_ref(author_team, rng.randrange(org.members(author_team))),
+            base_branch="main",
+            additions=int(rng.lognormvariate(4 + svc.profile.lead_hours / 200, 1.0)),
+            deletions=int(rng.lognormvariate(3, 1.0)),
+        )
+        out.append((_PR(number, merged, merge_sha, head, squash), pr))
+    return out
+
+
+@dataclass(frozen=True)
+class _Deploy:
+    external_id: str
+    finished_at: datetime
+    sha: str
+    production: bool
+    failed: bool
+
+
+def _deploys_of_day(org: Organisation, svc: Service, day: date) -> list[_Deploy]:
+    if not svc.deploys:
+        return []
+    rng = _rng(org.seed, "deploys", svc.index, day)
+    weekend = day.weekday() >= 5
+    lam = svc.profile.deploys_per_day * (0.25 if weekend else 1.0)
+    count = _poisson(rng, lam)
+    times = sorted(rng.uniform(8 * 3600, 20 * 3600) for _ in range(count))
+    recent = [pr for d in range(3, -1, -1) for pr, _ in _prs_of_day(org, svc, day - timedelta(days=d))]
+    out: list[_Deploy] = []
+    shipped_upto = -1
+    for i, t in enumerate(times):
+        finished = _at(day, t)
+        merged_before = [k for k, pr in enumerate(recent) if pr.merged_at <= finished - timedelta(minutes=10)]
+        if merged_before and merged_before[-1] > shipped_upto and rng.random() < 0.9:
+            pr = recent[merged_before[-1]]
+            shipped_upto = merged_before[-1]
+            sha = pr.head_sha if pr.squash else pr.merge_sha
+        else:
+            sha = _sha(org.seed, svc.name, day, i, "redeploy")  # ships no PR by SHA
+        ext = f"{svc.name}-{day.isoformat()}-{i}"
+        # A staging deploy of the same commit shortly before, sometimes failing first.
+        out.append(_Deploy(ext + "-stg", finished - timedelta(minutes=40), sha, False, rng.random() < 0.1))
+        if rng.random() < 0.08:
+            out.append(_Deploy(ext + "-fail", finished - timedelta(minutes=20), sha, True, True))
+        out.append(_Deploy(ext, finished, sha, True, False))
+    return out
+
+
+def _incidents_of_day(org: Organisation, svc: Service, day: date) -> list[Incident]:
+    """Incidents opened on ``day`` on ``svc``: deploy-induced ones (from deploys of the day
+    and the day before), plus background ones."""
+    out = []
+    services = org.service_list
+    for d in (day - timedelta(days=1), day):
+        for dep in _deploys_of_day(org, svc, d):
+            if not dep.production or dep.failed:
+                continue
+            rng = _rng(org.seed, "incident", dep.external_id)
+            if rng.random() >= svc.profile.failure_prob:
+                continue
+            opened = dep.finished_at + timedelta(minutes=rng.uniform(5, 20 * 60))
+            if opened.date() != day:
+                continue
+            out.append(_incident(org, svc, rng, f"inc-{dep.external_id}", opened,
+                                 caused=True if rng.random() < 0.75 else None, services=services))
+    rng = _rng(org.seed, "bg-incident", svc.index, day)
+    if rng.random() < 0.015:
+        opened = _at(day, rng.uniform(0, 86_399))
+        out.append(_incident(org, svc, rng, f"inc-bg-{svc.name}-{day.isoformat()}", opened, caused=False, services=services))
+    return out
+
+
+def _incident(org, svc, rng, ext_id, opened, caused, services) -> Incident:
+    affected = [("pagerduty_service", svc.pagerduty_id)]
+    if rng.random() < 0.1 and len(services) > 2:
+        other = services[(svc.index + 1) % (len(services) - 2)]
+        if other.index != svc.index:
+            affected.append(("pagerduty_service", other.pagerduty_id))
+    minutes = rng.lognormvariate(math.log(svc.profile.restore_minutes), 0.9)
+    resolved = opened + timedelta(minutes=max(minutes, 2))
+    now = datetime.now(timezone.utc)
+    if (org.end - opened.date()).days < 2 and rng.random() < 0.4:
+        resolved = None  # still open
+    elif resolved > now:
+        resolved = None
+    return Incident(
+        source=SOURCE, external_id=ext_id, opened_at=opened, affected=tuple(affected),
+        resolved_at=resolved, caused_by_change=caused, title=f"{svc.name} degraded",
+    )
+
+
+def catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
+    out: list[CatalogEntity | GroupMembership] = [
+        CatalogEntity(SOURCE, "group:default/engineering", "group", "default", "engineering", "Engineering", spec_type="organization")
+    ]
+    for dept in range(org.departments()):
+        ref = org.department_ref(dept)
+        out.append(CatalogEntity(SOURCE, ref, "group", "default", ref.split("/")[1], f"Department {dept + 1}",
+                                 parent_ref="group:default/engineering", spec_type="department"))
+    for team in range(org.teams):
+        out.append(CatalogEntity(SOURCE, org.team_ref(team), "group", "default", org.team_name(team),
+                                 f"Team {org.team_name(team).title()}",
+                                 parent_ref=org.department_ref(org.department_of(team)), spec_type="team"))
+        for member in range(org.members(team)):
+            user = org.user_ref(team, member)
+            out.append(CatalogEntity(SOURCE, user, "user", "default", user.split("/")[1]))
+            out.append(GroupMembership(SOURCE, org.team_ref(team), user))
+    for svc in org.service_list:
+        if not svc.in_catalog:
+            continue
+        annotations = {
+            "github.com/project-slug": svc.repository,
+            "pagerduty.com/service-id": svc.pagerduty_id,
+            "argocd/app-name": svc.name,
+        }
+        out.append(CatalogEntity(SOURCE, svc.entity_ref, "component", "default", svc.name,
+                                 owner_ref=org.team_ref(svc.team), spec_type="library" if not svc.deploys else "service",
+                                 lifecycle="production", annotations=annotations))
+    return out
+
+
+def survey_responses(org: Organisation, day: date, pseudonymise) -> list[SurveyResponse]:
+    """Quarterly pulse surveys: open for the first 10 days of each quarter."""
+    q_start = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    if (day - q_start).days >= 10:
+        return []
+    survey_id = f"pulse-{day.year}-q{(day.month - 1) // 3 + 1}"
+    out = []
+    for team in range(org.teams):
+        for member in range(org.members(team)):
+            rng = _rng(org.seed, "survey", survey_id, team, member)
+            if rng.random() > 0.8:
+                continue  # did not answer
+            answer_day = q_start + timedelta(days=rng.randrange(10))
+            answers = [answer_day]
+            if rng.random() < 0.1:
+                answers.append(min(answer_day + timedelta(days=2), q_start + timedelta(days=9)))  # changed their mind
+            for n, answer in enumerate(answers):
+                if answer != day:
+                    continue
+                base = 3 + (team % 3 - 1) * 0.7
+                sat: object = max(1, min(5, round(rng.gauss(base, 0.9))))
+                flow: object = max(1, min(5, round(rng.gauss(base - 0.3, 1.0))))
+                if rng.random() < 0.03:
+                    sat = rng.choice([0, 6, 3.5, "five"])
+                out.append(SurveyResponse(
+                    source=SOURCE, survey_id=survey_id, respondent=pseudonymise(org.user_ref(team, member)),
+                    group_ref=org.team_ref(team), submitted_at=_at(answer, rng.uniform(8 * 3600, 18 * 3600) + n),
+                    satisfaction=sat, flow_state=flow,
+                    blockers_text=rng.choice([None, "flaky CI", "slow reviews", "unclear priorities"]),
+                ))
+    return out
+
+
+def events_of_day(org: Organisation, day: date, pseudonymise):
+    """Every record of one UTC day: deployments, merged PRs, incidents opened, survey answers."""
+    if not org.start <= day <= org.end:
+        return
+    for svc in org.service_list:
+        for _, pr in _prs_of_day(org, svc, day):
+            yield pr
+        for dep in _deploys_of_day(org, svc, day):
+            yield Deployment(
+                source=SOURCE, external_id=dep.external_id, service_key_type="github_repo",
+                service_key=svc.repository, repository=svc.repository,
+                environment="production" if dep.production else "staging",
+                commit_sha=dep.sha, started_at=dep.finished_at - timedelta(minutes=6),
+                finished_at=dep.finished_at, failed=dep.failed,
+            )
+        yield from _incidents_of_day(org, svc, day)
+    yield from survey_responses(org, day, pseudonymise)

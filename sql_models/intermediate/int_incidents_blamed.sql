@@ -1,0 +1,24 @@
+/* One row per incident and affected component that is blamed on a deployment: incidents
+not marked as unrelated to a change (caused_by_change is not false) go to the latest
+successful production deploy of that component at or before the incident opened, if
+that deploy finished at most DORA_INCIDENT_WINDOW_HOURS earlier. At most one deploy per
+incident and component.
+index: deployment_id */
+select
+    i.incident_id,                              -- the incident
+    i.entity_ref,                               -- the affected component
+    d.deployment_id,                            -- the deployment blamed
+    d.finished_at as deployed_at,               -- when that deployment finished
+    i.opened_at                                 -- when the incident opened
+from dora_staging.stg_incidents as i
+cross join lateral (
+    select pd.deployment_id, pd.finished_at
+    from dora_intermediate.int_production_deployments as pd
+    where pd.entity_ref = i.entity_ref
+      and pd.finished_at <= i.opened_at
+    order by pd.finished_at desc, pd.deployment_id desc
+    limit 1
+) as d
+where i.caused_by_change is not false
+  and i.opened_at - d.finished_at
+      <= make_interval(hours => current_setting('dora.incident_window_hours')::int)

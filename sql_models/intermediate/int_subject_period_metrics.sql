@@ -1,0 +1,206 @@
+/* One row per subject (component or group) and period (rolling window or ISO week):
+every DORA measure, computed once for services and teams alike. Events are assigned
+to a period by their own time: deployments by when they finished (with the failure
+an incident later blames on them), changes by the deployment that shipped them,
+incidents by when they opened. Tiers come from dora_lib.tier_bands.
+Weeks run from the subject's first event; windows exist for every subject.
+index: subject_ref */
+with periods as (
+    select * from dora_intermediate.int_periods
+),
+subjects as (
+    select
+        s.subject_kind,
+        s.subject_ref,
+        min(c.first_event_at) as first_event_at,
+        bool_or(c.has_production_deployments) as has_production_deployments
+    from dora_intermediate.int_subjects as s
+    join dora_intermediate.int_components as c
+      on c.entity_ref = s.entity_ref
+    group by s.subject_kind, s.subject_ref
+),
+grid as (
+    select s.subject_kind, s.subject_ref, s.has_production_deployments,
+           p.period_kind, p.period_days, p.period_start, p.period_end
+    from subjects as s
+    join periods as p
+      on p.period_kind = 'window'
+      or (p.period_kind = 'week'
+          and s.first_event_at is not null
+          and p.period_end > s.first_event_at)
+),
+deploy_periods as (
+    select d.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_deployments as d
+    join periods as p
+      on p.period_kind = 'week'
+     and p.period_start = date_trunc('week', d.finished_at at time zone 'UTC') at time zone 'UTC'
+     and d.finished_at < p.period_end
+    union all
+    select d.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_deployments as d
+    join periods as p
+      on p.period_kind = 'window'
+     and d.finished_at >= p.period_start
+     and d.finished_at < p.period_end
+),
+deploys as (
+    select
+        subject_kind, subject_ref, period_kind, period_days, period_start,
+        count(*) as deployments,
+        count(distinct (finished_at at time zone 'UTC')::date) as deploy_days,
+        count(*) filter (where caused_failure) as failed_deployments,
+        count(*) filter (where shipped_change) as deployments_with_changes
+    from deploy_periods
+    group by subject_kind, subject_ref, period_kind, period_days, period_start
+),
+change_periods as (
+    select c.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_changes as c
+    join periods as p
+      on p.period_kind = 'week'
+     and p.period_start = date_trunc('week', c.deployed_at at time zone 'UTC') at time zone 'UTC'
+     and c.deployed_at < p.period_end
+    union all
+    select c.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_changes as c
+    join periods as p
+      on p.period_kind = 'window'
+     and c.deployed_at >= p.period_start
+     and c.deployed_at < p.period_end
+),
+changes as (
+    select
+        subject_kind, subject_ref, period_kind, period_days, period_start,
+        count(*) as lead_time_changes,
+        percentile_cont(0.5) within group (order by lead_time_hours) as median_lead_time_hours,
+        percentile_cont(0.5) within group (order by coding_hours) as median_coding_hours,
+        percentile_cont(0.5) within group (order by review_wait_hours) as median_review_wait_hours,
+        percentile_cont(0.5) within group (order by review_hours) as median_review_hours,
+        percentile_cont(0.5) within group (order by release_hours) as median_release_hours
+    from change_periods
+    group by subject_kind, subject_ref, period_kind, period_days, period_start
+),
+incident_periods as (
+    select i.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_incidents as i
+    join periods as p
+      on p.period_kind = 'week'
+     and p.period_start = date_trunc('week', i.opened_at at time zone 'UTC') at time zone 'UTC'
+     and i.opened_at < p.period_end
+    union all
+    select i.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_incidents as i
+    join periods as p
+      on p.period_kind = 'window'
+     and i.opened_at >= p.period_start
+     and i.opened_at < p.period_end
+),
+incidents as (
+    select
+        subject_kind, subject_ref, period_kind, period_days, period_start,
+        count(*) as incidents,
+        count(*) filter (where resolved_at is null) as open_incidents,
+        percentile_cont(0.5) within group (order by restore_minutes)
+            filter (where restore_minutes is not null) as median_time_to_restore_minutes
+    from incident_periods
+    group by subject_kind, subject_ref, period_kind, period_days, period_start
+),
+attempt_periods as (
+    select a.*, p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_failed_attempts as a
+    join periods as p
+      on (p.period_kind = 'week'
+          and p.period_start = date_trunc('week', a.finished_at at time zone 'UTC') at time zone 'UTC'
+          and a.finished_at < p.period_end)
+      or (p.period_kind = 'window'
+          and a.finished_at >= p.period_start
+          and a.finished_at < p.period_end)
+),
+attempts as (
+    select subject_kind, subject_ref, period_kind, period_days, period_start,
+           count(*) as failed_attempts
+    from attempt_periods
+    group by subject_kind, subject_ref, period_kind, period_days, period_start
+),
+measures as (
+    select
+        g.subject_kind,
+        g.subject_ref,
+        g.period_kind,
+        g.period_days,
+        g.period_start,
+        g.period_end,
+        g.has_production_deployments,
+        coalesce(d.deployments, 0) as deployments,
+        coalesce(d.deploy_days, 0) as deploy_days,
+        round(coalesce(d.deployments, 0)::numeric / g.period_days, 4) as deploys_per_day,
+        round(ch.median_lead_time_hours::numeric, 2) as median_lead_time_hours,
+        coalesce(ch.lead_time_changes, 0) as lead_time_changes,
+        round(100.0 * d.deployments_with_changes / nullif(d.deployments, 0), 2) as lead_time_coverage_pct,
+        round(100.0 * d.failed_deployments / nullif(d.deployments, 0), 2) as change_failure_rate_pct,
+        coalesce(d.failed_deployments, 0) as failed_deployments,
+        round(i.median_time_to_restore_minutes::numeric, 2) as median_time_to_restore_minutes,
+        coalesce(i.incidents, 0) as incidents,
+        coalesce(i.open_incidents, 0) as open_incidents,
+        coalesce(a.failed_attempts, 0) as failed_attempts,
+        round(ch.median_coding_hours::numeric, 2) as median_coding_hours,
+        round(ch.median_review_wait_hours::numeric, 2) as median_review_wait_hours,
+        round(ch.median_review_hours::numeric, 2) as median_review_hours,
+        round(ch.median_release_hours::numeric, 2) as median_release_hours
+    from grid as g
+    left join deploys as d using (subject_kind, subject_ref, period_kind, period_days, period_start)
+    left join changes as ch using (subject_kind, subject_ref, period_kind, period_days, period_start)
+    left join incidents as i using (subject_kind, subject_ref, period_kind, period_days, period_start)
+    left join attempts as a using (subject_kind, subject_ref, period_kind, period_days, period_start)
+),
+tiers as (
+    select
+        m.subject_kind, m.subject_ref, m.period_kind, m.period_days, m.period_start,
+        max(b.tier) filter (where v.metric = 'deploys_per_day') as deployment_frequency_tier,
+        max(b.tier) filter (where v.metric = 'median_lead_time_hours') as lead_time_tier,
+        max(b.tier) filter (where v.metric = 'change_failure_rate_pct') as change_failure_tier,
+        max(b.tier) filter (where v.metric = 'median_time_to_restore_minutes') as time_to_restore_tier
+    from measures as m
+    cross join lateral (
+        values
+            ('deploys_per_day', case when m.has_production_deployments then m.deploys_per_day end),
+            ('median_lead_time_hours', m.median_lead_time_hours),
+            ('change_failure_rate_pct', m.change_failure_rate_pct),
+            ('median_time_to_restore_minutes', m.median_time_to_restore_minutes)
+    ) as v(metric, value)
+    join dora_lib.tier_bands as b
+      on b.metric = v.metric
+     and (b.lower_bound is null or v.value > b.lower_bound or (b.lower_inclusive and v.value = b.lower_bound))
+     and (b.upper_bound is null or v.value < b.upper_bound or (b.upper_inclusive and v.value = b.upper_bound))
+    group by m.subject_kind, m.subject_ref, m.period_kind, m.period_days, m.period_start
+)
+select
+    m.subject_kind,                             -- component | group
+    m.subject_ref,                              -- component or group ref
+    m.period_kind,                              -- window | week
+    m.period_days,                              -- window length in days (7 for weeks)
+    m.period_start,                             -- inclusive
+    m.period_end,                               -- exclusive
+    m.deployments,
+    m.deploy_days,
+    m.deploys_per_day,
+    t.deployment_frequency_tier,
+    m.median_lead_time_hours,
+    m.lead_time_changes,
+    m.lead_time_coverage_pct,
+    t.lead_time_tier,
+    m.change_failure_rate_pct,
+    m.failed_deployments,
+    t.change_failure_tier,
+    m.median_time_to_restore_minutes,
+    m.incidents,
+    m.open_incidents,
+    t.time_to_restore_tier,
+    m.failed_attempts,
+    m.median_coding_hours,
+    m.median_review_wait_hours,
+    m.median_review_hours,
+    m.median_release_hours
+from measures as m
+left join tiers as t using (subject_kind, subject_ref, period_kind, period_days, period_start)

@@ -1,0 +1,32 @@
+/* DORA metrics per component over rolling windows: one row per component and
+window_days in (7, 30, 90), the window being [as_of - window_days, as_of).
+Components are the catalog's plus fallback refs for events no catalog entry claims.
+See docs/metrics.md for every definition. */
+select
+    m.subject_ref as entity_ref,                -- component:namespace/name
+    c.owner_ref,                                -- owning group; NULL for fallback refs
+    m.period_days as window_days,               -- 7, 30 or 90
+    m.period_start as window_start,             -- inclusive
+    m.period_end as window_end,                 -- exclusive (the as_of of the run)
+    m.deployments,                              -- successful production deployments
+    m.deploy_days,                              -- distinct UTC days with a deployment
+    m.deploys_per_day,                          -- deployments / window_days
+    m.deployment_frequency_tier,                -- elite | high | medium | low; NULL: never deployed to production
+    m.median_lead_time_hours,                   -- median first commit -> production of PRs shipped in the window
+    m.lead_time_changes,                        -- PRs measured
+    m.lead_time_coverage_pct,                   -- share of deployments that shipped >= 1 PR
+    m.lead_time_tier,                           -- tier of the median lead time
+    m.change_failure_rate_pct,                  -- failed_deployments / deployments, percent
+    m.failed_deployments,                       -- deployments with >= 1 blamed incident
+    m.change_failure_tier,                      -- tier of the change failure rate
+    m.median_time_to_restore_minutes,           -- median resolved - opened of resolved incidents opened in the window
+    m.incidents,                                -- incidents opened in the window, resolved or not
+    m.time_to_restore_tier,                     -- tier of the median time to restore
+    m.failed_attempts,                          -- failed production deploy attempts (not deployments)
+    m.open_incidents,                           -- incidents opened in the window still unresolved
+    now() as computed_at                        -- when this row was built
+from dora_intermediate.int_subject_period_metrics as m
+join dora_intermediate.int_components as c
+  on c.entity_ref = m.subject_ref
+where m.subject_kind = 'component'
+  and m.period_kind = 'window'

@@ -1,0 +1,32 @@
+/* DORA metrics per group over rolling windows (7, 30, 90 days), computed over the
+pooled events of every component the group owns directly or through its descendant
+groups: a parent's numbers include its teams', medians are of pooled events (never
+averages of service medians), and an event counts once per group. */
+select
+    m.subject_ref as group_ref,                 -- group:namespace/name
+    g.parent_ref,                               -- parent group; NULL at the root
+    m.period_days as window_days,
+    m.period_start as window_start,
+    m.period_end as window_end,
+    m.deployments,
+    m.deploy_days,
+    m.deploys_per_day,
+    m.deployment_frequency_tier,
+    m.median_lead_time_hours,
+    m.lead_time_changes,
+    m.lead_time_coverage_pct,
+    m.lead_time_tier,
+    m.change_failure_rate_pct,
+    m.failed_deployments,
+    m.change_failure_tier,
+    m.median_time_to_restore_minutes,
+    m.incidents,
+    m.time_to_restore_tier,
+    m.failed_attempts,
+    m.open_incidents,
+    now() as computed_at
+from dora_intermediate.int_subject_period_metrics as m
+left join dora_staging.stg_catalog_groups as g
+  on g.group_ref = m.subject_ref
+where m.subject_kind = 'group'
+  and m.period_kind = 'window'

@@ -1,0 +1,28 @@
+/* DORA metrics per group and ISO week (Monday, UTC), pooled over the group's components
+as in team_metrics. */
+select
+    m.subject_ref as group_ref,                 -- group:namespace/name
+    g.parent_ref,                               -- parent group; NULL at the root
+    (m.period_start at time zone 'UTC')::date as week_start,  -- ISO Monday, UTC
+    m.deployments,
+    m.deploy_days,
+    m.deploys_per_day,
+    m.deployment_frequency_tier,
+    m.median_lead_time_hours,
+    m.lead_time_changes,
+    m.lead_time_coverage_pct,
+    m.lead_time_tier,
+    m.change_failure_rate_pct,
+    m.failed_deployments,
+    m.change_failure_tier,
+    m.median_time_to_restore_minutes,
+    m.incidents,
+    m.time_to_restore_tier,
+    m.failed_attempts,
+    m.open_incidents,
+    now() as computed_at
+from dora_intermediate.int_subject_period_metrics as m
+left join dora_staging.stg_catalog_groups as g
+  on g.group_ref = m.subject_ref
+where m.subject_kind = 'group'
+  and m.period_kind = 'week'
