@@ -1,0 +1,38 @@
+"""Dagster resources: the warehouse, configured from the DORA_* environment (DESIGN §4)."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from .config import Settings
+from .warehouse import Warehouse
+
+
+class WarehouseResource(ConfigurableResource):
+    """The warehouse and the pipeline settings.
+
+    Settings come from the environment, the same contract as the CLI; the fields here
+    only override them for a deployment or a test.
+    """
+
+    database_url: str | None = Field(
+        default=None,
+        description="Warehouse URL; default DORA_DATABASE_URL, else the embedded server under DORA_HOME.",
+    )
+    home: str | None = Field(default=None, description="Override DORA_HOME (local state).")
+
+    def settings(self) -> Settings:
+        env = {}
+        if self.database_url:
+            env["DORA_DATABASE_URL"] = self.database_url
+        if self.home:
+            env["DORA_HOME"] = self.home
+        if not env:
+            return Settings.from_env()
+        import os
+
+        return Settings.from_env({**os.environ, **env})
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.settings())
