@@ -2,7 +2,8 @@
 every DORA measure, computed once for services and teams alike. Events are assigned
 to a period by their own time: deployments by when they finished (with the failure
 an incident later blames on them), changes by the deployment that shipped them,
-incidents by when they opened. Tiers come from dora_lib.tier_bands.
+incidents by when they opened. Tiers come from dora_lib.tier_bands and are decided on the exact values;
+the published numbers are rounded (4 decimals for deploys_per_day, 2 elsewhere).
 Weeks run from the subject's first event; windows exist for every subject.
 index: subject_ref */
 with periods as (
@@ -134,20 +135,20 @@ measures as (
         g.has_production_deployments,
         coalesce(d.deployments, 0) as deployments,
         coalesce(d.deploy_days, 0) as deploy_days,
-        round(coalesce(d.deployments, 0)::numeric / g.period_days, 4) as deploys_per_day,
-        round(ch.median_lead_time_hours::numeric, 2) as median_lead_time_hours,
+        coalesce(d.deployments, 0)::numeric / g.period_days as deploys_per_day,
+        ch.median_lead_time_hours::numeric as median_lead_time_hours,
         coalesce(ch.lead_time_changes, 0) as lead_time_changes,
-        round(100.0 * d.deployments_with_changes / nullif(d.deployments, 0), 2) as lead_time_coverage_pct,
-        round(100.0 * d.failed_deployments / nullif(d.deployments, 0), 2) as change_failure_rate_pct,
+        100.0 * d.deployments_with_changes / nullif(d.deployments, 0) as lead_time_coverage_pct,
+        100.0 * d.failed_deployments / nullif(d.deployments, 0) as change_failure_rate_pct,
         coalesce(d.failed_deployments, 0) as failed_deployments,
-        round(i.median_time_to_restore_minutes::numeric, 2) as median_time_to_restore_minutes,
+        i.median_time_to_restore_minutes::numeric as median_time_to_restore_minutes,
         coalesce(i.incidents, 0) as incidents,
         coalesce(i.open_incidents, 0) as open_incidents,
         coalesce(a.failed_attempts, 0) as failed_attempts,
-        round(ch.median_coding_hours::numeric, 2) as median_coding_hours,
-        round(ch.median_review_wait_hours::numeric, 2) as median_review_wait_hours,
-        round(ch.median_review_hours::numeric, 2) as median_review_hours,
-        round(ch.median_release_hours::numeric, 2) as median_release_hours
+        ch.median_coding_hours::numeric as median_coding_hours,
+        ch.median_review_wait_hours::numeric as median_review_wait_hours,
+        ch.median_review_hours::numeric as median_review_hours,
+        ch.median_release_hours::numeric as median_release_hours
     from grid as g
     left join deploys as d using (subject_kind, subject_ref, period_kind, period_days, period_start)
     left join changes as ch using (subject_kind, subject_ref, period_kind, period_days, period_start)
@@ -184,23 +185,23 @@ select
     m.period_end,                               -- exclusive
     m.deployments,
     m.deploy_days,
-    m.deploys_per_day,
+    round(m.deploys_per_day, 4) as deploys_per_day,  -- deployments / period_days
     t.deployment_frequency_tier,
-    m.median_lead_time_hours,
+    round(m.median_lead_time_hours, 2) as median_lead_time_hours,
     m.lead_time_changes,
-    m.lead_time_coverage_pct,
+    round(m.lead_time_coverage_pct, 2) as lead_time_coverage_pct,
     t.lead_time_tier,
-    m.change_failure_rate_pct,
+    round(m.change_failure_rate_pct, 2) as change_failure_rate_pct,
     m.failed_deployments,
     t.change_failure_tier,
-    m.median_time_to_restore_minutes,
+    round(m.median_time_to_restore_minutes, 2) as median_time_to_restore_minutes,
     m.incidents,
     m.open_incidents,
     t.time_to_restore_tier,
     m.failed_attempts,
-    m.median_coding_hours,
-    m.median_review_wait_hours,
-    m.median_review_hours,
-    m.median_release_hours
+    round(m.median_coding_hours, 2) as median_coding_hours,
+    round(m.median_review_wait_hours, 2) as median_review_wait_hours,
+    round(m.median_review_hours, 2) as median_review_hours,
+    round(m.median_release_hours, 2) as median_release_hours
 from measures as m
 left join tiers as t using (subject_kind, subject_ref, period_kind, period_days, period_start)
