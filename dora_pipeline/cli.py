@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 from .config import ConfigError, Settings
 from .models import ModelError
 from .sources import SourceError, get_source
-from .warehouse import Warehouse, WarehouseUnavailable, redact_url, stop_embedded
+from .warehouse import Warehouse, WarehouseUnavailable, as_user, redact_url, stop_embedded
 
 log = logging.getLogger("dora_pipeline")
 
@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", parents=[verbosity], help="the warehouse: print its URL or stop the embedded server")
     db.add_argument("action", choices=["url", "stop"])
+    db.add_argument("--reader", action="store_true",
+                    help="with url: connect as DORA_READER_ROLE (needs DORA_READER_PASSWORD set at migrate)")
     return parser
 
 
@@ -130,7 +132,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "db":
         if args.action == "url":
-            print(redact_url(Warehouse(settings).url) if settings.database_url else Warehouse(settings).url)
+            url = Warehouse(settings).url
+            if args.reader:
+                url = as_user(url, settings.reader_role)
+            print(redact_url(url) if settings.database_url else url)
         else:
             print("stopped" if stop_embedded(settings) else "not running")
         return 0

