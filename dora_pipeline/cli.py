@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from .config import ConfigError, Settings
 from .models import ModelError
@@ -62,7 +62,7 @@ def _timestamp(value: str) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date or ISO timestamp: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,7 +152,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from .pipeline import run
 
-    end = args.end or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    end = args.end or (datetime.now(UTC).date() - timedelta(days=1))
     start = args.start or end
     if start > end:
         raise ConfigError(f"--start {start} is after --end {end}")
@@ -177,7 +177,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .pipeline import run
     from .report_text import print_tables
 
-    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    end = datetime.now(UTC).date() - timedelta(days=1)
     settings = replace(
         settings, synthetic=True, synthetic_teams=args.teams, synthetic_services=args.services,
         synthetic_days=args.days, synthetic_seed=args.seed, synthetic_end=end.isoformat(),

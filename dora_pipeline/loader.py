@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import psycopg
 from psycopg import sql
@@ -168,7 +168,7 @@ def load_partition(
     extracts) is left alone.
     The caller's connection must not be in autocommit; this function commits.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     result = LoadResult(source, partition_date)
     batches: dict[str, dict[tuple, tuple]] = {name: {} for name in TABLES}
     quarantine: list[tuple] = []

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from .config import Settings
 from .loader import LoadResult, load_partition
@@ -89,7 +89,7 @@ def run(
     """Extract every configured source for the days start..end (inclusive), then build
     and publish. ``as_of`` defaults to the day after ``end`` (midnight UTC)."""
     result = RunResult()
-    result.as_of = as_of or datetime(end.year, end.month, end.day, tzinfo=timezone.utc) + timedelta(days=1)
+    result.as_of = as_of or datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
     warehouse.migrate()
     chosen = configured_sources(warehouse.settings, sources)
     skipped = [s for s in (all_sources() if sources is None else sources) if s not in chosen]

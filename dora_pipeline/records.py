@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 ENTITY_REF_RE = re.compile(r"^[a-z0-9_.-]+:[a-z0-9_.-]+/[a-z0-9_.:-]+$")
@@ -297,5 +297,5 @@ def payload_text(payload: object) -> str:
 
 
 def utc_day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from dora_pipeline.loader import load_partition
 from dora_pipeline.pipeline import build_and_publish
 from dora_pipeline.records import CatalogEntity, Deployment, GroupMembership, Incident, PullRequest
 
-UTC = timezone.utc
+UTC = UTC
 AS_OF = datetime(2025, 3, 31, tzinfo=UTC)
 
 

@@ -1,9 +1,9 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from dora_pipeline.loader import load_partition
 from dora_pipeline.records import Deployment, Incident, PullRequest, Quarantined
 
-T0 = datetime(2025, 3, 3, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 DAY = date(2025, 3, 3)
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dora_pipeline.models import ModelError, build_graph, build_model, load_models, parse_model, publish
+from dora_pipeline.models import (
+    ModelError,
+    build_graph,
+    build_model,
+    load_models,
+    parse_model,
+    publish,
+)
 
 
 def model(text: str, name: str = "m", layer: str = "intermediate"):
@@ -112,7 +119,7 @@ def test_build_writes_comments_and_failed_build_keeps_previous_table(conn, setti
 
 
 def test_publish_is_atomic_and_a_failed_publish_leaves_old_tables(warehouse):
-    from builders import build, load, component, group, deploy, at
+    from builders import at, build, component, deploy, group, load
 
     load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
     build(warehouse)

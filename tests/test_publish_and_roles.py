@@ -9,12 +9,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from builders import AS_OF, at, build, component, deploy, group, incident, load, pr, sha
-from conftest import settings_with
-from dora_pipeline.models import ModelError, load_models, parse_model, build_graph
+from dora_pipeline.models import ModelError, build_graph, load_models, parse_model
 from dora_pipeline.pipeline import build_and_publish, extract_partition
 from dora_pipeline.sources import get_source
 from dora_pipeline.warehouse import Warehouse
+
+from builders import AS_OF, at, build, component, deploy, group, incident, load, pr, sha
+from conftest import settings_with
 
 CONTRACT_TABLES = {"service_metrics", "service_metrics_weekly", "team_metrics", "team_metrics_weekly",
                    "benchmarks", "data_quality"}

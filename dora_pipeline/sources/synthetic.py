@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import partial
 
 from ..config import Settings
@@ -25,7 +25,7 @@ class SyntheticSource(Source):
 
     @staticmethod
     def organisation(settings: Settings) -> Organisation:
-        end = date.fromisoformat(settings.synthetic_end) if settings.synthetic_end else datetime.now(timezone.utc).date()
+        end = date.fromisoformat(settings.synthetic_end) if settings.synthetic_end else datetime.now(UTC).date()
         return Organisation(seed=settings.synthetic_seed, teams=settings.synthetic_teams,
                             services=settings.synthetic_services, end=end, days=settings.synthetic_days)
 
