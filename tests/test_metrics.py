@@ -11,7 +11,19 @@ from decimal import Decimal
 import pytest
 
 from builders import (
-    AS_OF, at, build, component, deploy, group, incident, load, pr, ref, service, sha, team,
+    AS_OF,
+    at,
+    build,
+    component,
+    deploy,
+    group,
+    incident,
+    load,
+    pr,
+    ref,
+    service,
+    sha,
+    team,
 )
 
 D = Decimal
@@ -127,8 +139,9 @@ def test_incident_window_edge(org, gap, blamed):
 
 
 def test_incident_window_hours_is_configurable(org):
-    from conftest import settings_with
     from dora_pipeline.warehouse import Warehouse
+
+    from conftest import settings_with
 
     load(org, [deploy("api", at(10, 0)), incident(["api"], opened=at(11, 1), resolved=at(12))])
     wide = Warehouse(settings_with(org.settings, DORA_INCIDENT_WINDOW_HOURS="48"))
