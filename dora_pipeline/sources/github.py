@@ -9,7 +9,9 @@ into smaller windows until each fits.
 Deployments come from the REST deployments API and each deployment's statuses. The
 latest ``success``, ``failure`` or ``error`` status ends a deployment (``failure`` and
 ``error`` are failed attempts); a deployment without one yet is not emitted. The
-partition day is the day of that status.
+partition day is the day of that status. An organisation's repositories are listed
+through GraphQL with the time of their latest deployment, so only repositories that
+can have a deployment finishing on the day cost REST requests.
 
 ``GITHUB_API_URL`` is the REST base: ``https://api.github.com`` (GraphQL at
 ``/graphql``) or a GitHub Enterprise Server host, given as ``https://ghe.example.com``
@@ -89,8 +91,31 @@ query PullRequestReviews($id: ID!, $after: String) {
 }
 """
 
+# An organisation's repositories with the creation time of their latest deployment:
+# one request per 100 repositories tells which ones can have deployments on the day, so
+# an organisation of hundreds of repositories costs REST requests only for those.
+OWNER_REPOSITORIES_QUERY = """
+query OwnerRepositories($login: String!, $after: String) {
+  repositoryOwner(login: $login) {
+    repositories(first: 100, after: $after, ownerAffiliations: [OWNER]) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        nameWithOwner
+        deployments(first: 1, orderBy: {field: CREATED_AT, direction: DESC}) {
+          nodes { createdAt }
+        }
+      }
+    }
+  }
+}
+"""
+
 #: every GraphQL document this source sends (the tests validate them against GitHub's schema)
-GRAPHQL_DOCUMENTS = (MERGED_PULL_REQUESTS_QUERY, PULL_REQUEST_REVIEWS_QUERY)
+GRAPHQL_DOCUMENTS = (
+    MERGED_PULL_REQUESTS_QUERY,
+    PULL_REQUEST_REVIEWS_QUERY,
+    OWNER_REPOSITORIES_QUERY,
+)
 
 
 @dataclass(frozen=True)
@@ -102,12 +127,14 @@ class GitHubEndpoints:
 def github_endpoints(api_url: str) -> GitHubEndpoints:
     """REST base and GraphQL URL for ``GITHUB_API_URL``.
 
-    ``https://api.github.com`` -> GraphQL ``https://api.github.com/graphql``;
+    ``https://api.github.com`` (or ``https://github.com``) -> GraphQL ``https://api.github.com/graphql``;
     ``https://ghe.example.com`` or ``…/api/v3`` -> REST ``…/api/v3``, GraphQL ``…/api/graphql``;
     any other base with a path (a proxy in front of github.com) -> GraphQL ``<base>/graphql``.
     """
     base = api_url.rstrip("/")
     parts = urlsplit(base)
+    if parts.hostname == "github.com":  # the web address given for the API
+        return GitHubEndpoints("https://api.github.com", "https://api.github.com/graphql")
     if parts.path.endswith("/api/v3"):
         return GitHubEndpoints(base, base[: -len("/v3")] + "/graphql")
     if parts.path in ("", "/") and parts.hostname != "api.github.com":
@@ -150,7 +177,9 @@ def _login(actor: Any) -> str | None:
     return actor.get("login") if isinstance(actor, dict) else None
 
 
-def first_review(reviews: Iterable[dict], pr_author: str | None) -> tuple[datetime, str | None] | None:
+def first_review(
+    reviews: Iterable[dict], pr_author: str | None
+) -> tuple[datetime, str | None] | None:
     """The earliest submitted review by someone other than the PR's author."""
     found: tuple[datetime, str | None] | None = None
     author = (pr_author or "").lower()
@@ -191,7 +220,9 @@ def pull_request_record(node: dict, extra_reviews: Iterable[dict] = ()) -> PullR
     )
 
 
-def deployment_record(repository: str, deployment: dict, statuses: Iterable[dict]) -> Deployment | None:
+def deployment_record(
+    repository: str, deployment: dict, statuses: Iterable[dict]
+) -> Deployment | None:
     """A REST deployment and its statuses as a record; None while it has no terminal status."""
     terminal = [s for s in statuses if s.get("state") in TERMINAL_STATES]
     if not terminal:
@@ -307,7 +338,11 @@ class _Extraction:
         self.orgs = sorted({o.lower() for o in ctx.settings.github_orgs})
         # A repository of a listed organisation is already covered by the organisation.
         self.repos = sorted(
-            {r.lower() for r in ctx.settings.github_repos if r.split("/")[0].lower() not in self.orgs}
+            {
+                r.lower()
+                for r in ctx.settings.github_repos
+                if r.split("/")[0].lower() not in self.orgs
+            }
         )
         for repo in self.repos:
             if repo.count("/") != 1 or not all(repo.split("/")):
@@ -331,8 +366,12 @@ class _Extraction:
                     "Accept": "application/vnd.github+json",
                     "X-GitHub-Api-Version": "2022-11-28",
                 },
-                timeout=src.timeout if src.timeout is not None else self.settings.http_timeout_seconds,
-                max_retries=src.max_retries if src.max_retries is not None else self.settings.http_max_retries,
+                timeout=src.timeout
+                if src.timeout is not None
+                else self.settings.http_timeout_seconds,
+                max_retries=src.max_retries
+                if src.max_retries is not None
+                else self.settings.http_max_retries,
                 backoff_base=src.backoff_base,
                 max_wait=src.max_wait,
                 sleep=src.sleep,
@@ -382,7 +421,9 @@ class _Extraction:
             page, next_url = self._rest_page(client, url, params)
             yield page
             if next_url and urlsplit(next_url)[:2] != rest_origin:
-                raise SourceError(f"github: GET {urlsplit(client.url(path)).path}: next page link leaves {self.endpoints.rest}")
+                raise SourceError(
+                    f"github: GET {urlsplit(client.url(path)).path}: next page link leaves {self.endpoints.rest}"
+                )
             url, params = next_url, {}
 
     def _rest_page(self, client: HttpClient, url: str, params: dict) -> tuple[list, str | None]:
@@ -401,7 +442,9 @@ class _Extraction:
             if not isinstance(body, list):
                 raise SourceError(f"{where}: expected a JSON list, got {type(body).__name__}")
             return body, response.links.get("next", {}).get("url")
-        raise SourceError(f"{where} returned invalid JSON after {client.max_retries + 1} attempts ({error})")
+        raise SourceError(
+            f"{where} returned invalid JSON after {client.max_retries + 1} attempts ({error})"
+        )
 
     # -- the partition ----------------------------------------------------------------
 
@@ -416,21 +459,29 @@ class _Extraction:
                 {r for batch in self.parallel(self.org_repositories, self.orgs) for r in batch}
                 | set(self.repos)
             )
-            deployments = [d for batch in self.parallel(self.deployments, repositories) for d in batch]
+            deployments = [
+                d for batch in self.parallel(self.deployments, repositories) for d in batch
+            ]
         finally:
             for client in self._clients:
                 client.session.close()
         self.log.info(
             "github %s: %d merged pull requests from %d search scopes, %d deployments from "
             "%d repositories, %d requests",
-            self.day, len(pull_requests), len(scopes), len(deployments), len(repositories),
+            self.day,
+            len(pull_requests),
+            len(scopes),
+            len(deployments),
+            len(repositories),
             sum(c.requests_sent for c in self._clients),
         )
         return [pull_requests[k] for k in sorted(pull_requests, key=str)] + sorted(
             deployments, key=lambda d: int(d.external_id)
         )
 
-    def merged_pull_requests(self, scope: str) -> list[tuple[tuple[str, int], Record | Quarantined]]:
+    def merged_pull_requests(
+        self, scope: str
+    ) -> list[tuple[tuple[str, int], Record | Quarantined]]:
         last = self.day_end - timedelta(seconds=1)
         nodes: dict[str, dict] = {}
         for node in self.search_window(scope, self.day_start, last):
@@ -438,23 +489,38 @@ class _Extraction:
                 nodes[node["id"]] = node
         out = []
         for node in nodes.values():
-            key = (str((node.get("repository") or {}).get("nameWithOwner", "")).lower(), node.get("number"))
+            key = (
+                str((node.get("repository") or {}).get("nameWithOwner", "")).lower(),
+                node.get("number"),
+            )
             try:
                 merged = _time(node.get("mergedAt"))
                 if merged is None or not self.day_start <= merged < self.day_end:
                     continue  # merged on another day: that partition's search finds it
                 out.append((key, pull_request_record(node, self.more_reviews(node))))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                out.append((key, Quarantined(
-                    "github", "pull_requests", f"{key[0]}#{key[1]}",
-                    f"payload: unreadable pull request ({type(exc).__name__}: {exc})", node,
-                )))
+                out.append(
+                    (
+                        key,
+                        Quarantined(
+                            "github",
+                            "pull_requests",
+                            f"{key[0]}#{key[1]}",
+                            f"payload: unreadable pull request ({type(exc).__name__}: {exc})",
+                            node,
+                        ),
+                    )
+                )
         return out
 
     def search_window(self, scope: str, first: datetime, last: datetime) -> list[dict]:
         query = merged_search_query(scope, first, last)
         what = f"search {query!r}"
-        variables: dict[str, Any] = {"searchQuery": query, "pageSize": self.source.page_size, "after": None}
+        variables: dict[str, Any] = {
+            "searchQuery": query,
+            "pageSize": self.source.page_size,
+            "after": None,
+        }
         search = self._search(variables, what)
         count = search.get("issueCount") or 0
         if count > SEARCH_RESULT_CAP:
@@ -464,7 +530,12 @@ class _Extraction:
                     "search cannot return more than 1000 per query"
                 )
             parts = max(2, math.ceil(count / SPLIT_TARGET))
-            self.log.info("github: %s matches %d pull requests, splitting into %d windows", query, count, parts)
+            self.log.info(
+                "github: %s matches %d pull requests, splitting into %d windows",
+                query,
+                count,
+                parts,
+            )
             return [
                 node
                 for window_first, window_last in split_window(first, last, parts)
@@ -476,7 +547,9 @@ class _Extraction:
             search = self._search(variables, what)
             nodes.extend(search.get("nodes") or [])
         if len(nodes) < count:
-            self.log.warning("github: %s reported %d results but returned %d", query, count, len(nodes))
+            self.log.warning(
+                "github: %s reported %d results but returned %d", query, count, len(nodes)
+            )
         return nodes
 
     def _search(self, variables: dict, what: str) -> dict:
@@ -497,7 +570,9 @@ class _Extraction:
         after = page_info.get("endCursor")
         while True:
             what = f"reviews of {node['repository']['nameWithOwner']}#{node['number']}"
-            data = self.graphql(PULL_REQUEST_REVIEWS_QUERY, {"id": node["id"], "after": after}, what)
+            data = self.graphql(
+                PULL_REQUEST_REVIEWS_QUERY, {"id": node["id"], "after": after}, what
+            )
             page = ((data.get("node") or {}).get("reviews")) or {}
             found.extend(page.get("nodes") or [])
             info = page.get("pageInfo") or {}
@@ -506,10 +581,31 @@ class _Extraction:
             after = info.get("endCursor")
 
     def org_repositories(self, org: str) -> list[str]:
-        names = []
-        for page in self.rest_pages(f"orgs/{org}/repos", {"per_page": 100, "type": "all"}):
-            names.extend(str(repo["full_name"]).lower() for repo in page)
-        return names
+        """The organisation's repositories that have a deployment created since the
+        lookback start (the others cannot have one finishing on the day)."""
+        oldest = self.day_start - self.source.deployment_lookback
+        found, listed = [], 0
+        variables: dict[str, Any] = {"login": org, "after": None}
+        while True:
+            data = self.graphql(OWNER_REPOSITORIES_QUERY, variables, f"repositories of {org}")
+            owner = data.get("repositoryOwner")
+            if not isinstance(owner, dict):
+                raise SourceError(f"github: no organisation {org!r} is visible to the token")
+            page = owner.get("repositories") or {}
+            for repo in page.get("nodes") or []:
+                listed += 1
+                latest = ((repo.get("deployments") or {}).get("nodes") or [None])[0]
+                created = _time(latest.get("createdAt")) if latest else None
+                if created is not None and created >= oldest:
+                    found.append(str(repo["nameWithOwner"]).lower())
+            info = page.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            variables["after"] = info.get("endCursor")
+        self.log.debug(
+            "github: %s has %d repositories, %d with recent deployments", org, listed, len(found)
+        )
+        return found
 
     def deployments(self, repository: str) -> list[Deployment]:
         oldest = self.day_start - self.source.deployment_lookback
@@ -524,7 +620,9 @@ class _Extraction:
                     if created < oldest:
                         reached_oldest = True  # listed newest first: the rest are older still
                         continue
-                    record = deployment_record(repository, deployment, self.statuses(repository, deployment["id"]))
+                    record = deployment_record(
+                        repository, deployment, self.statuses(repository, deployment["id"])
+                    )
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise SourceError(
                         f"github: unreadable deployment in {repository} ({type(exc).__name__}: {exc})"
@@ -538,5 +636,6 @@ class _Extraction:
     def statuses(self, repository: str, deployment_id: Any) -> list[dict]:
         path = f"repos/{repository}/deployments/{int(deployment_id)}/statuses"
         return [status for page in self.rest_pages(path, {"per_page": 100}) for status in page]
+
 
 SOURCE = GitHubSource()
