@@ -14,6 +14,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +27,17 @@ from .sources.base import SourceError
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504, 520, 521, 522, 524})
+# Transport failures worth another attempt. A body cut off mid-transfer (the connection
+# dropped after the headers) surfaces as ChunkedEncodingError, not ConnectionError.
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+# Headers that never carry a credential; every other header value is masked in messages.
+_PLAIN_HEADERS = frozenset({"user-agent", "accept", "accept-encoding", "connection", "content-type",
+                            "x-github-api-version"})
 # A vendor hook: given a response that otherwise looks fine, seconds to wait before
 # retrying (rate limited), or None to accept it.
 RetryHook = Callable[[requests.Response], float | None]
@@ -107,7 +119,7 @@ class HttpClient:
                 response = self.session.request(
                     method, url, params=params, json=json_body, timeout=self.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except _TRANSIENT_ERRORS as exc:
                 last = type(exc).__name__
                 wait = self._backoff(attempt)
             else:
@@ -121,7 +133,8 @@ class HttpClient:
                     last = f"HTTP {status}"
                     wait = self._backoff(attempt)
                 elif status >= 400:
-                    raise SourceError(f"{where} failed with HTTP {status}: {_snippet(response)}")
+                    snippet = _snippet(response, _credentials(self.session.headers))
+                    raise SourceError(f"{where} failed with HTTP {status}: {snippet}")
                 elif retry_hook is not None and (hook_wait := retry_hook(response)) is not None:
                     last = "rate limited (vendor error body)"
                     wait = hook_wait
@@ -166,6 +179,22 @@ def _is_rate_limited(response: requests.Response) -> bool:
     return "rate limit" in text or "abuse" in text
 
 
-def _snippet(response: requests.Response) -> str:
+def _credentials(headers: Mapping[str, str]) -> list[str]:
+    """Header values that may hold a credential, and their tokens (``Token token=X``:
+    ``X``), longest first, so an error body quoting one can be redacted."""
+    found: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() in _PLAIN_HEADERS or not isinstance(value, str):
+            continue
+        found.add(value)
+        found.update(part for part in re.split(r"[\s=]+", value) if len(part) >= 8)
+    return sorted(found, key=len, reverse=True)
+
+
+def _snippet(response: requests.Response, secrets: list[str] = ()) -> str:
+    """The start of an error body for the message; vendors sometimes quote the
+    credential they refused, so header credentials are masked."""
     text = response.text.strip().replace("\n", " ")
+    for secret in secrets:
+        text = text.replace(secret, "***")
     return text[:300] or "(empty body)"

@@ -129,3 +129,12 @@ def settings_with(settings: Settings, **env: str) -> Settings:
     }
     base.update(env)
     return Settings.from_env(base)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection tally kept by tests/faults.py, when any fault test ran."""
+    import sys
+
+    faults = sys.modules.get("faults")
+    if faults is not None and faults.TALLY.injected:
+        terminalreporter.write_line(faults.TALLY.line())
