@@ -32,8 +32,10 @@ class WarehouseUnavailable(RuntimeError):
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A connection string without its password, for messages: URL form
+    (``postgresql://u:pw@h/db``, ``?password=pw``) and key=value form (``password=pw``)."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", url, flags=re.I)
 
 
 def embedded_pgdata(settings: Settings) -> Path:
