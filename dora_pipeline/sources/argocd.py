@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 FAILED_PHASES = frozenset({"Failed", "Error"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_WAIT_SECONDS = 60.0  # longest pause between two attempts at one page
+# In a pod the in-cluster config is used by default; these values of ARGOCD_KUBECONFIG
+# turn the source off there (a cluster without ArgoCD).
+OFF_VALUES = frozenset({"off", "none", "disabled"})
 SOURCE_NAME = "argocd"
 
 
@@ -172,8 +176,10 @@ class ApplicationLister:
         backoff_base: float = 0.5,
         timeout: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        in_cluster: bool = False,
     ) -> None:
         self.api = api
+        self.in_cluster = in_cluster
         self.namespaces = namespaces
         self.page_size = page_size
         self.max_restarts = max_restarts
@@ -221,7 +227,7 @@ class ApplicationLister:
             kwargs["_continue"] = token
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
-            wait = self.backoff_base * (2**attempt)
+            wait = min(MAX_WAIT_SECONDS, self.backoff_base * (2**attempt))
             try:
                 if namespace is None:
                     return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
@@ -230,11 +236,11 @@ class ApplicationLister:
                 if exc.status == 410:
                     raise
                 if exc.status not in RETRY_STATUSES:
-                    raise SourceError(_api_error(exc, namespace)) from None
+                    raise SourceError(_api_error(exc, namespace, self.in_cluster)) from None
                 last = f"HTTP {exc.status}"
-                retry_after = (exc.headers or {}).get("Retry-After") if exc.headers else None
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
                 if retry_after and str(retry_after).strip().isdigit():
-                    wait = float(retry_after)
+                    wait = min(MAX_WAIT_SECONDS, float(retry_after))
             except Urllib3Error as exc:
                 last = type(exc).__name__
             if attempt < self.max_retries:
@@ -250,7 +256,7 @@ def _scope_name(namespace: str | None) -> str:
     return f"namespace {namespace}" if namespace else "all namespaces"
 
 
-def _api_error(exc: object, namespace: str | None) -> str:
+def _api_error(exc: object, namespace: str | None, in_cluster: bool) -> str:
     status = getattr(exc, "status", None)
     hint = ""
     if status in (401, 403):
@@ -258,6 +264,9 @@ def _api_error(exc: object, namespace: str | None) -> str:
                 "(see docs/sources/argocd.md for the RBAC rule)")
     elif status == 404:
         hint = " — is ArgoCD (the Application CRD) installed in this cluster?"
+    if in_cluster and status in (401, 403, 404):
+        hint += ("; the pod's in-cluster config was used because ARGOCD_KUBECONFIG is unset: "
+                 "set ARGOCD_KUBECONFIG=off if ArgoCD does not run in this cluster")
     return f"argocd: listing applications in {_scope_name(namespace)} failed with HTTP {status}{hint}"
 
 
@@ -287,6 +296,8 @@ class ArgoCDSource(Source):
         self.sleep = sleep
 
     def skip_reason(self, settings: Settings) -> str | None:
+        if settings.argocd_kubeconfig.lower() in OFF_VALUES:
+            return f"ARGOCD_KUBECONFIG is {settings.argocd_kubeconfig!r} (ArgoCD turned off)"
         if settings.argocd_kubeconfig or settings.kubernetes_service_host:
             return None
         return "ARGOCD_KUBECONFIG is not set and not running in a Kubernetes pod"
@@ -320,6 +331,7 @@ class ArgoCDSource(Source):
         from kubernetes import client
 
         with self.api_client(settings) as api_client:
+            in_cluster = not settings.argocd_kubeconfig
             lister = ApplicationLister(
                 client.CustomObjectsApi(api_client),
                 settings.argocd_namespaces,
@@ -329,6 +341,7 @@ class ArgoCDSource(Source):
                 backoff_base=self.backoff_base,
                 timeout=self.timeout or settings.http_timeout_seconds,
                 sleep=self.sleep,
+                in_cluster=in_cluster,
             )
             return lister.list_all()
 

@@ -1,0 +1,204 @@
+"""PagerDuty incidents (REST API v2, ``GET /incidents``).
+
+One partition = the incidents created in that UTC day: ``since``/``until`` are the day's
+bounds, every status, paged with ``offset``/``limit``/``more``. ``opened_at`` is
+``created_at``; ``resolved_at`` is the incident's ``resolved_at`` (falling back to
+``last_status_change_at`` for a resolved incident from an API version without it). The
+affected service is ``("pagerduty_service", service.id)``, resolved to a component by
+the catalog annotation ``pagerduty.com/service-id``.
+
+PagerDuty does not say whether a change caused an incident, so ``caused_by_change`` is
+NULL unless ``PAGERDUTY_CHANGE_FIELD`` names a field of the incident whose value says
+so (see ``change_flag``). See docs/sources/pagerduty.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+from ..config import Settings
+from ..http import HttpClient
+from ..records import Incident, Quarantined, utc_day_bounds
+from .base import ExtractContext, Source, SourceError
+
+SOURCE_NAME = "pagerduty"
+STATUSES = ("triggered", "acknowledged", "resolved")
+# PagerDuty's classic pagination stops at offset + limit = 10000.
+MAX_OFFSET = 10_000
+
+_NOT_CHANGE = re.compile(r"\b(not|no|non)\s*(caused\s*by\s*)?(a\s*)?changes?\b")
+_CHANGE = re.compile(r"\bchanges?\b")
+
+
+def change_flag(value: object) -> bool | None:
+    """Whether a field's value says the incident was caused by a change.
+
+    ``true``/``false`` (JSON booleans or the words true/yes, false/no) mean what they say;
+    text mentioning "not/no/non (caused by a) change" in any spelling (``not-change``,
+    ``No change``, ``non_change``) is False; other text mentioning "change"
+    (``change``, ``change-induced``, ``Config change``) is True; anything else, or no
+    value, is unknown (None), which the metrics count against changes.
+    """
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        return None
+    words = re.sub(r"[^a-z0-9]+", " ", value.lower()).strip()
+    if words in ("false", "no") or _NOT_CHANGE.search(words):
+        return False
+    if words in ("true", "yes") or _CHANGE.search(words):
+        return True
+    return None
+
+
+def lookup(item: dict, path: str) -> object:
+    """The value at a dotted path (``incident_type.name``, ``priority.summary``,
+    ``teams.0.summary``); None when any step is missing."""
+    value: object = item
+    for step in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(step)
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            return None
+    return value
+
+
+def _time(item: dict, name: str) -> datetime | None:
+    value = item.get(name)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: is not a timestamp: {value!r}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name}: is not a timestamp: {value[:80]!r}") from None
+
+
+def incident_from_payload(item: object, change_field: str = "") -> Incident | Quarantined:
+    """One PagerDuty incident object as an ``Incident`` (or why it cannot be one)."""
+    if not isinstance(item, dict) or not item.get("id"):
+        return Quarantined(SOURCE_NAME, "incidents", None, "incident: not an object with an id", item)
+    try:
+        opened = _time(item, "created_at")
+        resolved = None
+        if item.get("status") == "resolved":
+            resolved = _time(item, "resolved_at") or _time(item, "last_status_change_at")
+    except ValueError as exc:
+        return Quarantined(SOURCE_NAME, "incidents", f"{SOURCE_NAME}:{item['id']}", str(exc), item)
+    service = item.get("service") or {}
+    service_id = service.get("id") if isinstance(service, dict) else None
+    return Incident(
+        source=SOURCE_NAME,
+        external_id=str(item["id"]),
+        opened_at=opened,
+        resolved_at=resolved,
+        affected=(("pagerduty_service", str(service_id)),) if service_id else (),
+        caused_by_change=change_flag(lookup(item, change_field)) if change_field else None,
+        title=item.get("title") or item.get("summary"),
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PagerDutySource(Source):
+    """PagerDuty incidents created in the partition's UTC day."""
+
+    name = SOURCE_NAME
+    writes = ("incidents", "incident_components")
+    description = "PagerDuty incidents (REST API v2) created in the day, with their service"
+
+    def __init__(
+        self,
+        *,
+        page_size: int = 100,
+        backoff_base: float = 0.5,
+        max_wait: float = 900.0,
+        timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.page_size = page_size
+        self.backoff_base = backoff_base
+        self.max_wait = max_wait
+        self.timeout = timeout
+        self.sleep = sleep
+
+    def skip_reason(self, settings: Settings) -> str | None:
+        return None if settings.pagerduty_token else "PAGERDUTY_TOKEN is not set"
+
+    def client(self, settings: Settings) -> HttpClient:
+        return HttpClient(
+            settings.pagerduty_api_url,
+            name=SOURCE_NAME,
+            headers={
+                "Authorization": f"Token token={settings.pagerduty_token.get()}",
+                "Accept": "application/vnd.pagerduty+json;version=2",
+            },
+            timeout=self.timeout or settings.http_timeout_seconds,
+            max_retries=settings.http_max_retries,
+            backoff_base=self.backoff_base,
+            max_wait=self.max_wait,
+            sleep=self.sleep,
+        )
+
+    def extract(self, day: date, ctx: ExtractContext) -> list[Incident | Quarantined]:
+        start, end = utc_day_bounds(day)
+        http = self.client(ctx.settings)
+        items: list[object] = []
+        offset = 0
+        while True:
+            params: list[tuple[str, object]] = [
+                ("since", _iso(start)), ("until", _iso(end)), ("time_zone", "UTC"),
+                *[("statuses[]", status) for status in STATUSES],
+                ("sort_by", "created_at:asc"), ("limit", self.page_size), ("offset", offset),
+            ]
+            page = http.get_json("incidents", params=params)
+            incidents = page.get("incidents") if isinstance(page, dict) else None
+            if not isinstance(incidents, list):
+                raise SourceError(f"pagerduty: GET /incidents at offset {offset} returned no incidents list")
+            items.extend(incidents)
+            if not page.get("more") or not incidents:
+                break
+            offset += len(incidents)
+            if offset >= MAX_OFFSET:
+                raise SourceError(
+                    f"pagerduty: more than {MAX_OFFSET} incidents on {day}; PagerDuty's offset "
+                    "pagination cannot go further"
+                )
+        records = [incident_from_payload(item, ctx.settings.pagerduty_change_field) for item in items]
+        # An incident created exactly at ``until`` may come back too: each lands in one day only.
+        return [
+            r for r in records
+            if isinstance(r, Quarantined) or r.opened_at is None or r.opened_at.tzinfo is None
+            or start <= r.opened_at < end
+        ]
+
+
+SOURCE = PagerDutySource()
+
+
+def days_with_open_incidents(warehouse, source: str, lookback_days: int = 30) -> list[date]:
+    """Partition days (within ``lookback_days``) holding an unresolved incident of ``source``.
+
+    Incidents are extracted by the day they were opened; one resolved later is only
+    updated when its day is extracted again. The nightly schedule re-runs these days
+    (besides yesterday) so a resolution lands in place, without re-reading all history.
+    """
+    since = datetime.now(UTC).date() - timedelta(days=lookback_days)
+    with warehouse.connection() as conn:
+        rows = conn.execute(
+            """
+            select distinct partition_date from dora_raw.incidents
+            where source = %s and resolved_at is null and partition_date >= %s
+            order by 1
+            """,
+            (source, since),
+        ).fetchall()
+    return [row[0] for row in rows]
