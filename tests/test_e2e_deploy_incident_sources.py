@@ -11,16 +11,17 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application
-from fakes.opsgenie_api import API_KEY, FakeOpsgenie, log_entry
-from fakes.opsgenie_api import make_incident as opsgenie_incident
-from fakes.pagerduty_api import TOKEN, FakePagerDuty
-from fakes.pagerduty_api import make_incident as pagerduty_incident
 
 from dora_pipeline import cli
 from dora_pipeline.loader import load_partition
 from dora_pipeline.records import CatalogEntity
 from dora_pipeline.webhook import Inbox, parse_event
+
+from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application
+from fakes.opsgenie_api import API_KEY, FakeOpsgenie, log_entry
+from fakes.opsgenie_api import make_incident as opsgenie_incident
+from fakes.pagerduty_api import TOKEN, FakePagerDuty
+from fakes.pagerduty_api import make_incident as pagerduty_incident
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 OG_SERVICE = "daa0d66f-ad35-4396-b30d-70f0314c697a"

@@ -6,14 +6,15 @@ from datetime import UTC, date, datetime
 
 import pytest
 import yaml
-from conftest import REFERENCE, settings_with
-from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application
 
 from dora_pipeline.config import ConfigError, Settings
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.sources import SourceError, get_source
 from dora_pipeline.sources.argocd import ArgoCDSource, application_records, poll
 from dora_pipeline.warehouse import Warehouse
+
+from conftest import REFERENCE, settings_with
+from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application
 
 REFERENCE_APP = REFERENCE / "argocd-application-example.yaml"
 SHA1 = "a" * 40

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from conftest import settings_with
-from fakes.opsgenie_api import API_KEY, FakeOpsgenie, log_entry, make_incident
 
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.sources import SourceError, get_source
 from dora_pipeline.sources.opsgenie import OpsgenieSource, affected_services, resolution_time
 from dora_pipeline.warehouse import Warehouse
+
+from conftest import settings_with
+from fakes.opsgenie_api import API_KEY, FakeOpsgenie, log_entry, make_incident
 
 DAY = date(2025, 3, 3)
 SVC_A = "59591948-d418-4bb9-af16-170d6b232b7d"

@@ -6,8 +6,6 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
-from conftest import REFERENCE, settings_with
-from fakes.pagerduty_api import TOKEN, FakePagerDuty, make_incident
 
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.sources import SourceError, get_source
@@ -18,6 +16,9 @@ from dora_pipeline.sources.pagerduty import (
     incident_from_payload,
 )
 from dora_pipeline.warehouse import Warehouse
+
+from conftest import REFERENCE, settings_with
+from fakes.pagerduty_api import TOKEN, FakePagerDuty, make_incident
 
 DAY = date(2025, 3, 3)
 OPENAPI = REFERENCE / "pagerduty-openapiv3.json"

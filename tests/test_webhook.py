@@ -10,12 +10,13 @@ from datetime import UTC, date, datetime
 
 import pytest
 import requests
-from conftest import settings_with
 
 from dora_pipeline.config import ConfigError
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.sources import get_source
 from dora_pipeline.webhook import create_app, make_server, parse_event, serve, sign
+
+from conftest import settings_with
 
 SECRET = "test-webhook-secret-0123456789"
 LIMIT = 2048
