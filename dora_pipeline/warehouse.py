@@ -112,13 +112,16 @@ def as_user(url: str, user: str) -> str:
     return make_conninfo(**params)
 
 
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def connect(url: str, **kwargs) -> psycopg.Connection:
     try:
         return psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WarehouseUnavailable(
-            f"cannot connect to the warehouse at {redact_url(url)}: {first_line}"
+            f"cannot connect to the warehouse at {redact_url(url)}: {_first_line(exc)}"
         ) from None
 
 
@@ -140,6 +143,16 @@ class Warehouse:
         conn = connect(self.url, autocommit=autocommit)
         try:
             yield conn
+        except psycopg.OperationalError as exc:
+            if not conn.broken:
+                raise
+            # The server went away mid-step (restart, failover, a terminated backend).
+            # The open transaction rolled back, so the message can say what to do.
+            raise WarehouseUnavailable(
+                f"lost the connection to the warehouse at {redact_url(self.url)} "
+                f"({_first_line(exc)}); the interrupted step was rolled back and nothing "
+                "half-written remains: run it again"
+            ) from exc
         finally:
             conn.close()
 
