@@ -21,11 +21,19 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from .records import CatalogEntity, Deployment, GroupMembership, Incident, PullRequest, SurveyResponse
+from .records import (
+    CatalogEntity,
+    Deployment,
+    GroupMembership,
+    Incident,
+    PullRequest,
+    SurveyResponse,
+)
 
 SOURCE = "synthetic"
 ORG = "acme"
@@ -57,6 +65,11 @@ PROFILES = (
     Profile(0.8, 90, 0.12, 900),
     Profile(0.2, 400, 0.25, 4000),  # struggling
 )
+# Weekend deploys run at this share of a weekday's. With the profiles above, 1,000
+# services over 365 days give ~730,000 production deploys, ~1.5 million merged PRs
+# and ~36,000 incidents: the "large" benchmark (docs/performance.md).
+WEEKEND_DEPLOY_FACTOR = 0.7
+BACKGROUND_INCIDENT_RATE = 0.005  # per service and day, not caused by a change
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,23 @@ class _PR:
     squash: bool
 
 
-def _prs_of_day(org: Organisation, svc: Service, day: date) -> list[tuple[_PR, PullRequest]]:
+# Each day's events are generated once per (organisation, day) for every service and kept
+# for the few days that need them again: a deploy ships PRs of up to 3 days before, and
+# incidents follow deploys of the day before. Eight days bound the memory whatever the
+# history's length.
+_DAYS_CACHED = 8
+
+
+@lru_cache(maxsize=_DAYS_CACHED)
+def _prs_by_service(org: Organisation, day: date) -> tuple[tuple[tuple[_PR, PullRequest], ...], ...]:
+    return tuple(_generate_prs(org, svc, day) for svc in org.service_list)
+
+
+def _prs_of_day(org: Organisation, svc: Service, day: date) -> tuple[tuple[_PR, PullRequest], ...]:
+    return _prs_by_service(org, day)[svc.index]
+
+
+def _generate_prs(org: Organisation, svc: Service, day: date) -> tuple[tuple[_PR, PullRequest], ...]:
     rng = _rng(org.seed, "prs", svc.index, day)
     lam = 2 * svc.profile.deploys_per_day + 0.1 if svc.deploys else 1.0
     count = _poisson(rng, lam)
@@ -213,7 +242,11 @@ def _prs_of_day(org: Organisation, svc: Service, day: date) -> list[tuple[_PR, P
             deletions=int(rng.lognormvariate(3, 1.0)),
         )
         out.append((_PR(number, merged, merge_sha, head, squash), pr))
-    return out
+    return tuple(out)
+
+
+def _merged_at(pr: _PR) -> datetime:
+    return pr.merged_at
 
 
 @dataclass(frozen=True)
@@ -225,12 +258,21 @@ class _Deploy:
     failed: bool
 
 
-def _deploys_of_day(org: Organisation, svc: Service, day: date) -> list[_Deploy]:
+@lru_cache(maxsize=_DAYS_CACHED)
+def _deploys_by_service(org: Organisation, day: date) -> tuple[tuple[_Deploy, ...], ...]:
+    return tuple(_generate_deploys(org, svc, day) for svc in org.service_list)
+
+
+def _deploys_of_day(org: Organisation, svc: Service, day: date) -> tuple[_Deploy, ...]:
+    return _deploys_by_service(org, day)[svc.index]
+
+
+def _generate_deploys(org: Organisation, svc: Service, day: date) -> tuple[_Deploy, ...]:
     if not svc.deploys:
-        return []
+        return ()
     rng = _rng(org.seed, "deploys", svc.index, day)
     weekend = day.weekday() >= 5
-    lam = svc.profile.deploys_per_day * (0.25 if weekend else 1.0)
+    lam = svc.profile.deploys_per_day * (WEEKEND_DEPLOY_FACTOR if weekend else 1.0)
     count = _poisson(rng, lam)
     times = sorted(rng.uniform(8 * 3600, 20 * 3600) for _ in range(count))
     recent = [pr for d in range(3, -1, -1) for pr, _ in _prs_of_day(org, svc, day - timedelta(days=d))]
@@ -238,10 +280,11 @@ def _deploys_of_day(org: Organisation, svc: Service, day: date) -> list[_Deploy]
     shipped_upto = -1
     for i, t in enumerate(times):
         finished = _at(day, t)
-        merged_before = [k for k, pr in enumerate(recent) if pr.merged_at <= finished - timedelta(minutes=10)]
-        if merged_before and merged_before[-1] > shipped_upto and rng.random() < 0.9:
-            pr = recent[merged_before[-1]]
-            shipped_upto = merged_before[-1]
+        # recent is in merge order: the last PR merged 10 minutes before the deploy.
+        last_merged = bisect_right(recent, finished - timedelta(minutes=10), key=_merged_at) - 1
+        if last_merged >= 0 and last_merged > shipped_upto and rng.random() < 0.9:
+            pr = recent[last_merged]
+            shipped_upto = last_merged
             sha = pr.head_sha if pr.squash else pr.merge_sha
         else:
             sha = _sha(org.seed, svc.name, day, i, "redeploy")  # ships no PR by SHA
@@ -251,7 +294,7 @@ def _deploys_of_day(org: Organisation, svc: Service, day: date) -> list[_Deploy]
         if rng.random() < 0.08:
             out.append(_Deploy(ext + "-fail", finished - timedelta(minutes=20), sha, True, True))
         out.append(_Deploy(ext, finished, sha, True, False))
-    return out
+    return tuple(out)
 
 
 def _incidents_of_day(org: Organisation, svc: Service, day: date) -> list[Incident]:
@@ -272,7 +315,7 @@ def _incidents_of_day(org: Organisation, svc: Service, day: date) -> list[Incide
             out.append(_incident(org, svc, rng, f"inc-{dep.external_id}", opened,
                                  caused=True if rng.random() < 0.75 else None, services=services))
     rng = _rng(org.seed, "bg-incident", svc.index, day)
-    if rng.random() < 0.015:
+    if rng.random() < BACKGROUND_INCIDENT_RATE:
         opened = _at(day, rng.uniform(0, 86_399))
         out.append(_incident(org, svc, rng, f"inc-bg-{svc.name}-{day.isoformat()}", opened, caused=False, services=services))
     return out
@@ -286,7 +329,7 @@ def _incident(org, svc, rng, ext_id, opened, caused, services) -> Incident:
             affected.append(("pagerduty_service", other.pagerduty_id))
     minutes = rng.lognormvariate(math.log(svc.profile.restore_minutes), 0.9)
     resolved = opened + timedelta(minutes=max(minutes, 2))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if (org.end - opened.date()).days < 2 and rng.random() < 0.4:
         resolved = None  # still open
     elif resolved > now:
