@@ -37,7 +37,7 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size("tiny", 24, 6, 60, (12, 24), 5),
+    "tiny": Size("tiny", 24, 2, 60, (12, 24), 5),
     "small": Size("small", 100, 10, 365, (30, 100), 10),
     "medium": Size("medium", 300, 30, 365, (100, 300), 10),
     "large": Size("large", 1000, 100, 365, (100, 300, 1000), 10),
