@@ -1,7 +1,7 @@
-"""``dora-pipeline``: demo, run, migrate, webhook, db (the contract of DESIGN §5).
+"""``dora-pipeline``: demo, run, report, migrate, webhook, db (the contract of DESIGN §5).
 
-Exit codes: 0 success, 2 configuration error, 3 warehouse unreachable, 4 a source
-failed, 5 a model failed.
+Exit codes: 0 success, 2 configuration error, 3 warehouse unreachable (or nothing
+published to report on), 4 a source failed, 5 a model failed.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import logging
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from .config import ConfigError, Settings
-from .models import ModelError
+from .models import ModelError, load_models
+from .progress import Progress, StatusAwareHandler, StatusLine, is_terminal, summary_lines
 from .sources import SourceError, get_source
 from .warehouse import Warehouse, WarehouseUnavailable, as_user, redact_url, stop_embedded
 
@@ -38,9 +40,11 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-def _setup_logging(verbosity: int, settings: Settings | None) -> None:
+def _setup_logging(verbosity: int, settings: Settings | None) -> StatusLine | None:
+    """Log to stderr; on a terminal (and not --quiet) with a live status line under the log."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    status = StatusLine(sys.stderr) if verbosity >= 0 and is_terminal(sys.stderr) else None
+    handler = StatusAwareHandler(sys.stderr, status)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%H:%M:%S"))
     if settings is not None:
         handler.addFilter(_RedactingFilter(settings.secrets()))
@@ -48,6 +52,7 @@ def _setup_logging(verbosity: int, settings: Settings | None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("dora_pipeline").setLevel(level)
+    return status
 
 
 def _date(value: str) -> date:
@@ -63,6 +68,16 @@ def _timestamp(value: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date or ISO timestamp: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return number
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=_date, help="last UTC day to extract (default: yesterday)")
     run.add_argument("--as-of", type=_timestamp, help="end of every current window (default: the day after --end)")
     run.add_argument("--source", action="append", help="only this source (repeatable); default: every configured one")
+
+    report = sub.add_parser("report", parents=[verbosity],
+                            help="write a self-contained HTML report of the published metrics")
+    report.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file (default: report.html)")
+    report.add_argument("--team", help="only this group and its child groups, e.g. group:default/team-a")
+    report.add_argument("--weeks", type=_positive, default=26, help="weeks of history (default: 26)")
 
     sub.add_parser("migrate", parents=[verbosity], help="create or upgrade the raw schema and the reader role")
 
@@ -106,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         _setup_logging(verbosity, None)
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
-    _setup_logging(verbosity, settings)
+    args.status = _setup_logging(verbosity, settings)
     try:
         return _dispatch(args, settings)
     except ConfigError as exc:
@@ -146,11 +167,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "demo":
         return _demo(args, settings)
+    if args.command == "report":
+        return _report(args, settings)
     return _run(args, settings)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from .pipeline import run
+    from .pipeline import configured_sources, days, run
 
     end = args.end or (datetime.now(UTC).date() - timedelta(days=1))
     start = args.start or end
@@ -166,8 +189,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if not_configured:
             raise ConfigError("; ".join(f"source {n} is not configured: {why}" for n, why in not_configured))
     warehouse = Warehouse(settings)
-    result = run(warehouse, start, end, args.as_of, sources, on_load=_log_load, on_model=_log_model)
-    _summary(result)
+    planned = {s.name: len(days(start, end)) if s.partitioned else 1 for s in configured_sources(settings, sources)}
+    progress = Progress(args.status, planned, len(load_models().models))
+    try:
+        result = run(warehouse, start, end, args.as_of, sources, on_load=progress.on_load, on_model=progress.on_model)
+    finally:
+        progress.finish()
+    _summary(result, settings)
     return 0
 
 
@@ -187,45 +215,41 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     start = end - timedelta(days=args.days - 1)
     log.info("demo: synthetic organisation of %d teams and %d services, %s..%s",
              args.teams, args.services, start, end)
-    result = run(warehouse, start, end, None, [get_source("synthetic")],
-                 on_load=_log_load, on_model=_log_model)
+    progress = Progress(args.status, {"synthetic": args.days}, len(load_models().models))
+    try:
+        result = run(warehouse, start, end, None, [get_source("synthetic")],
+                     on_load=progress.on_load, on_model=progress.on_model)
+    finally:
+        progress.finish()
     with warehouse.connection() as conn:
         print_tables(conn)
-    _summary(result)
+    _summary(result, settings)
     return 0
 
 
-_last_load_log = [0.0]
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from .report import write_report
+
+    started = time.monotonic()
+    result = write_report(settings, args.out, team=args.team, weeks=args.weeks)
+    log.info("report written: %s (%.1f MB, %d group sections, %d charts, as of %s, read as %s) in %.1fs",
+             result.path, result.bytes / 1e6, result.groups, result.charts,
+             result.as_of.isoformat() if result.as_of else "unknown", result.reader, time.monotonic() - started)
+    log.info("open it in a browser: %s", result.path.resolve().as_uri())
+    return 0
 
 
-def _log_load(source, day, load) -> None:
-    level = logging.INFO
-    now = time.monotonic()
-    # One line per partition is noise for long ranges: at most one a second at INFO.
-    if now - _last_load_log[0] < 1.0 and not load.quarantined:
-        level = logging.DEBUG
-    else:
-        _last_load_log[0] = now
-    log.log(level, "extract %s %s: %d rows, %d quarantined", source.name, day, load.total_rows, load.quarantined)
+def _report_command(settings: Settings) -> str:
+    """The command that writes the report of what was just published, in this environment."""
+    prefix = ""
+    if not settings.database_url and settings.home != Path(".dora"):
+        prefix = f"DORA_HOME={settings.home} "
+    return f"{prefix}dora-pipeline report --out report.html"
 
 
-def _log_model(model, rows, seconds) -> None:
-    log.log(logging.INFO if model.published else logging.DEBUG,
-            "model %s: %d rows in %.2fs", model.qualified, rows, seconds)
-
-
-def _summary(result) -> None:
-    rows = result.rows_by_source()
-    quarantined = result.quarantined_by_source()
-    log.info(
-        "done: as of %s; extracted %s; quarantined %s; published %s in %.1fs extract + %.1fs models",
-        result.as_of.isoformat(),
-        ", ".join(f"{k}={v}" for k, v in rows.items()) or "nothing",
-        ", ".join(f"{k}={v}" for k, v in quarantined.items() if v) or "none",
-        ", ".join(f"dora_metrics.{k} ({v} rows)" for k, v in result.published.items()),
-        result.seconds.get("extract", 0), result.seconds.get("models", 0),
-    )
-    log.info("quarantined records are in dora_raw.quarantine (source, reason, payload)")
+def _summary(result, settings: Settings) -> None:
+    for line in summary_lines(result, _report_command(settings)):
+        log.info("%s", line)
 
 
 if __name__ == "__main__":
