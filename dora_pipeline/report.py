@@ -98,8 +98,10 @@ class Band:
     unit: str
 
     def text(self) -> str:
-        low = None if self.lower is None else f"{'≥' if self.lower_inclusive else '>'} {number(self.lower)}"
-        high = None if self.upper is None else f"{'≤' if self.upper_inclusive else '<'} {number(self.upper)}"
+        low = (None if self.lower is None else
+               f"{'≥' if self.lower_inclusive else '>'} {tick_label(self.metric, self.lower)}")
+        high = (None if self.upper is None else
+                f"{'≤' if self.upper_inclusive else '<'} {tick_label(self.metric, self.upper)}")
         return " and ".join(p for p in (low, high) if p) or "any value"
 
 
@@ -535,10 +537,10 @@ class Charts:
         """One row of four panels per service; each column one metric on one shared scale."""
         from matplotlib.figure import Figure
 
-        with self._mpl.rc_context({**_RC, "font.size": 6.5, "axes.titlesize": 7.5}):
+        with self._mpl.rc_context({**_RC, "font.size": 7, "axes.titlesize": 7.5}):
             height = 0.85 + 1.0 * len(rows)
             # A fixed layout: the constrained engine costs more than the drawing here.
-            fig = Figure(figsize=(10, height))
+            fig = Figure(figsize=(9, height))
             fig.subplots_adjust(left=0.15, right=0.99, top=1 - 0.62 / height, bottom=0.3 / height,
                                 wspace=0.3, hspace=0.3)
             axes = fig.subplots(len(rows), len(METRICS), squeeze=False)
@@ -612,6 +614,8 @@ class Charts:
 
     def tier_distribution(self, counts: Mapping[str, Mapping[str | None, int]], title: str, desc: str) -> str:
         """Stacked bars: how many components sit in each tier, per metric."""
+        from matplotlib.ticker import MaxNLocator
+
         with self._mpl.rc_context(_RC):
             fig = self._figure(10, 2.5)
             ax = fig.add_subplot()
@@ -633,6 +637,7 @@ class Charts:
                                       "alpha": 0.75})
             ax.set_yticks(ys, labels)
             ax.set_xlim(0, total)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(f"components (last {OVERVIEW_WINDOW_DAYS} days)")
             ax.legend(ncols=5, loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=8)
             ax.set_title(title, pad=22)
@@ -774,7 +779,7 @@ class _Page:
 <p class="meta">As of <strong>{_e(_fmt_date(d.as_of))}</strong> · {_e(span)} · scope: {scope} ·
 read from schema <code>{PUBLISHED_SCHEMA}</code> as role <code>{_e(d.reader)}</code> ·
 generated {_e(_fmt_date(datetime.now(UTC)))}</p>
-<details class="howto"><summary>How to read this report</summary>
+<details class="howto" open><summary>How to read this report</summary>
 <p>Charts show weekly values (ISO weeks, Monday UTC). The coloured bands behind each line are the
 DORA performance tiers in force ({_tier_legend()}); their thresholds are listed under
 <a href="#benchmarks">Benchmarks</a>. A hatched stretch is a gap: there is no value that week, and the
