@@ -35,6 +35,27 @@ def configured_sources(settings: Settings, sources: Iterable[Source] | None = No
     return [s for s in (all_sources() if sources is None else sources) if s.skip_reason(settings) is None]
 
 
+def open_incident_days(warehouse: Warehouse, source: str, lookback_days: int = 30,
+                       today: date | None = None) -> list[date]:
+    """Partition days (within ``lookback_days``) holding an unresolved incident of ``source``.
+
+    Incidents are extracted by the day they were opened; one resolved later is only
+    updated when its day is extracted again. ``run`` and the nightly schedule re-extract
+    these days too, so a resolution lands in place without re-reading all history.
+    """
+    since = (today or datetime.now(UTC).date()) - timedelta(days=lookback_days)
+    with warehouse.connection() as conn:
+        rows = conn.execute(
+            """
+            select distinct partition_date from dora_raw.incidents
+            where source = %s and resolved_at is null and partition_date >= %s
+            order by 1
+            """,
+            (source, since),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
 def days(start: date, end: date) -> list[date]:
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
@@ -97,7 +118,13 @@ def run(
         log.info("source %s skipped: %s", source.name, source.skip_reason(warehouse.settings))
     started = time.monotonic()
     for source in chosen:
-        for day in days(start, end) if source.partitioned else [end]:
+        todo = days(start, end) if source.partitioned else [end]
+        if source.revisit_open_incidents:
+            revisit = [d for d in open_incident_days(warehouse, source.name) if d not in todo]
+            if revisit:
+                log.info("source %s: re-extracting %d earlier days with open incidents", source.name, len(revisit))
+            todo = revisit + todo
+        for day in todo:
             load = extract_partition(warehouse, source, day)
             if load is not None:
                 result.loads.append(load)

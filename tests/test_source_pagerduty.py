@@ -7,12 +7,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from dora_pipeline.pipeline import extract_partition
+from dora_pipeline.pipeline import extract_partition, open_incident_days
 from dora_pipeline.sources import SourceError, get_source
 from dora_pipeline.sources.pagerduty import (
     PagerDutySource,
     change_flag,
-    days_with_open_incidents,
     incident_from_payload,
 )
 from dora_pipeline.warehouse import Warehouse
@@ -154,7 +153,7 @@ def test_an_incident_resolved_later_is_updated_in_place(settings, httpserver, pa
     pagerduty.incidents = [incident]
     wh = _warehouse(settings, httpserver)
     extract_partition(wh, _source(), DAY)
-    assert days_with_open_incidents(wh, "pagerduty", lookback_days=100_000) == [DAY]
+    assert open_incident_days(wh, "pagerduty", lookback_days=100_000) == [DAY]
 
     incident.update(status="resolved", resolved_at="2025-03-05T10:00:00Z")
     extract_partition(wh, _source(), DAY)
@@ -162,7 +161,7 @@ def test_an_incident_resolved_later_is_updated_in_place(settings, httpserver, pa
     rows = _incidents(conn)
     assert len(rows) == 1
     assert rows[0][3] == datetime(2025, 3, 5, 10, tzinfo=UTC)
-    assert days_with_open_incidents(wh, "pagerduty", lookback_days=100_000) == []
+    assert open_incident_days(wh, "pagerduty", lookback_days=100_000) == []
 
 
 def test_a_configured_field_says_whether_a_change_caused_it(settings, httpserver, pagerduty, conn):

@@ -39,6 +39,9 @@ class Source(ABC):
     partitioned: bool = True
     #: one line for the Dagster UI
     description: str = ""
+    #: incidents are extracted by the day they opened; a source whose incidents are
+    #: resolved later sets this so runs re-extract the days that still hold open ones
+    revisit_open_incidents: bool = False
 
     @abstractmethod
     def skip_reason(self, settings: Settings) -> str | None:

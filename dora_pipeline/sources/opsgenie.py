@@ -132,6 +132,7 @@ class OpsgenieSource(Source):
 
     name = SOURCE_NAME
     writes = ("incidents", "incident_components")
+    revisit_open_incidents = True
     description = "Opsgenie incidents created in the day, resolution time from the incident log"
 
     def __init__(

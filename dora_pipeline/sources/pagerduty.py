@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from ..config import Settings
 from ..http import HttpClient
@@ -113,6 +113,7 @@ class PagerDutySource(Source):
 
     name = SOURCE_NAME
     writes = ("incidents", "incident_components")
+    revisit_open_incidents = True
     description = "PagerDuty incidents (REST API v2) created in the day, with their service"
 
     def __init__(
@@ -183,22 +184,3 @@ class PagerDutySource(Source):
 
 SOURCE = PagerDutySource()
 
-
-def days_with_open_incidents(warehouse, source: str, lookback_days: int = 30) -> list[date]:
-    """Partition days (within ``lookback_days``) holding an unresolved incident of ``source``.
-
-    Incidents are extracted by the day they were opened; one resolved later is only
-    updated when its day is extracted again. The nightly schedule re-runs these days
-    (besides yesterday) so a resolution lands in place, without re-reading all history.
-    """
-    since = datetime.now(UTC).date() - timedelta(days=lookback_days)
-    with warehouse.connection() as conn:
-        rows = conn.execute(
-            """
-            select distinct partition_date from dora_raw.incidents
-            where source = %s and resolved_at is null and partition_date >= %s
-            order by 1
-            """,
-            (source, since),
-        ).fetchall()
-    return [row[0] for row in rows]
