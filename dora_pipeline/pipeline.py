@@ -120,7 +120,7 @@ def run(
     for source in chosen:
         todo = days(start, end) if source.partitioned else [end]
         if source.revisit_open_incidents:
-            revisit = [d for d in open_incident_days(warehouse, source.name) if d not in todo]
+            revisit = [d for d in open_incident_days(warehouse, source.name, today=end) if d not in todo]
             if revisit:
                 log.info("source %s: re-extracting %d earlier days with open incidents", source.name, len(revisit))
             todo = revisit + todo

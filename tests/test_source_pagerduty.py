@@ -164,6 +164,21 @@ def test_an_incident_resolved_later_is_updated_in_place(settings, httpserver, pa
     assert open_incident_days(wh, "pagerduty", lookback_days=100_000) == []
 
 
+def test_a_run_of_later_days_revisits_days_with_open_incidents(settings, httpserver, pagerduty, conn):
+    from datetime import timedelta
+
+    from dora_pipeline.pipeline import run
+
+    incident = make_incident("PA00010", "2025-03-03T10:00:00Z", "PSVC1", status="triggered")
+    pagerduty.incidents = [incident]
+    wh = _warehouse(settings, httpserver)
+    run(wh, DAY, DAY, sources=[_source()])
+    incident.update(status="resolved", resolved_at="2025-03-09T10:00:00Z")
+    later = DAY + timedelta(days=7)
+    run(wh, later, later, sources=[_source()])
+    assert _incidents(conn)[0][3] == datetime(2025, 3, 9, 10, tzinfo=UTC)
+
+
 def test_a_configured_field_says_whether_a_change_caused_it(settings, httpserver, pagerduty, conn):
     pagerduty.incidents = [
         make_incident("PC1", "2025-03-03T10:00:00Z", "S1", incident_type={"name": "not_change"}),
