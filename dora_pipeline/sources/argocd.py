@@ -241,7 +241,8 @@ class ApplicationLister:
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
                 if retry_after and str(retry_after).strip().isdigit():
                     wait = min(MAX_WAIT_SECONDS, float(retry_after))
-            except Urllib3Error as exc:
+            except (Urllib3Error, ValueError) as exc:
+                # ValueError: a body cut off mid-JSON, which the client fails to decode.
                 last = type(exc).__name__
             if attempt < self.max_retries:
                 log.info("argocd: listing %s: %s, retrying in %.1fs", _scope_name(namespace), last, wait)

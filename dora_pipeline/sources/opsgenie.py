@@ -183,6 +183,14 @@ class OpsgenieSource(Source):
                 raise SourceError(f"opsgenie: GET /v1/incidents at offset {offset} returned no data list")
             items.extend(data)
             if len(data) < self.page_size:
+                if (page.get("paging") or {}).get("next"):
+                    # A short (or empty) page that still links a next one: stopping here
+                    # would land part of the day as if it were all of it.
+                    raise SourceError(
+                        f"opsgenie: GET /v1/incidents at offset {offset} returned {len(data)} of "
+                        f"{self.page_size} incidents yet links a next page; the day is left for "
+                        "the next run rather than landed incomplete"
+                    )
                 break
             offset += len(data)
         records: list[Incident | Quarantined] = []

@@ -165,8 +165,15 @@ class PagerDutySource(Source):
             if not isinstance(incidents, list):
                 raise SourceError(f"pagerduty: GET /incidents at offset {offset} returned no incidents list")
             items.extend(incidents)
-            if not page.get("more") or not incidents:
+            if not page.get("more"):
                 break
+            if not incidents:
+                # "more" with an empty page: going on would ask for this offset forever,
+                # stopping would land part of the day as if it were all of it.
+                raise SourceError(
+                    f"pagerduty: GET /incidents at offset {offset} returned an empty page that "
+                    "says more follow; the day is left for the next run rather than landed incomplete"
+                )
             offset += len(incidents)
             if offset >= MAX_OFFSET:
                 raise SourceError(
