@@ -30,7 +30,9 @@ from .records import (
     Quarantined,
     Record,
     SurveyResponse,
+    check_storable,
     payload_text,
+    storable_text,
 )
 
 log = logging.getLogger(__name__)
@@ -200,18 +202,19 @@ def load_partition(
     for record in records:
         if isinstance(record, Quarantined):
             quarantine.append(
-                (source, partition_date, record.record_type, record.record_key,
-                 record.reason, payload_text(record.payload))
+                (source, partition_date, record.record_type, storable_text(record.record_key),
+                 storable_text(record.reason), payload_text(record.payload))
             )
             continue
         if partial:
             seen_keys.add(record.key())
         try:
             record.validate(now)
+            check_storable(record)
         except InvalidRecord as exc:
             quarantine.append(
-                (source, partition_date, record.table, record.key(), str(exc),
-                 payload_text(record))
+                (source, partition_date, record.table, storable_text(record.key()),
+                 storable_text(str(exc)), payload_text(record))
             )
             continue
         table, row = _row(record, partition_date)

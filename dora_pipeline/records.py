@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
@@ -278,6 +278,39 @@ class Quarantined:
     payload: object
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def check_storable(record: Record) -> None:
+    """Every text value of a record, also inside tuples, lists and dicts, must be storable
+    in PostgreSQL: UTF-8 without NUL. Text decoded from bytes that were not UTF-8 (with
+    surrogate escapes) or carrying a NUL would otherwise fail the COPY of the whole
+    partition instead of quarantining the one record."""
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(f.name for f in fields(record))
+    for name in names:
+        _check_storable(name, getattr(record, name))
+
+
+def _check_storable(name: str, value: object) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidRecord(name, "contains a NUL character")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidRecord(name, f"is not valid UTF-8 text: {value[:80]!r}") from None
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _check_storable(name, item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(name, key)
+            _check_storable(name, item)
+
+
 def payload_text(payload: object) -> str:
     """A quarantine payload as text: JSON when possible, never raising, NULs removed."""
     if isinstance(payload, bytes):
@@ -293,7 +326,15 @@ def payload_text(payload: object) -> str:
             )
         except (TypeError, ValueError):
             text = repr(payload)
-    return text.replace("\x00", "\\u0000")[:100_000]
+    return storable_text(text)[:100_000]
+
+
+def storable_text(text: str | None) -> str | None:
+    """Text PostgreSQL can store: surrogate escapes (from bytes that were not UTF-8) and
+    NULs written out as visible ``\\udcXX`` and ``\\u0000``."""
+    if text is None or (text.isascii() and "\x00" not in text):
+        return text
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 def utc_day_bounds(day: date) -> tuple[datetime, datetime]:
