@@ -1,20 +1,48 @@
 /* One row per subject and deployed pull request in its pool: the change, its stages and
 its lead time. A PR of a repository that maps to two of a group's components counts
-once, shipped by the earliest of its deployments.
-index: subject_ref, deployed_at */
-select distinct on (s.subject_kind, s.subject_ref, p.pr_id)
-    s.subject_kind,                             -- component | group
-    s.subject_ref,                              -- the component or group
-    p.pr_id,                                    -- repository#number
-    p.deployment_id,                            -- the deployment that shipped it
-    p.deployed_at,                              -- when it reached production
-    p.lead_time_hours,                          -- first commit -> production
-    extract(epoch from p.opened_at - p.change_started_at) / 3600.0 as coding_hours,          -- first commit -> PR opened
-    extract(epoch from p.first_review_at - p.opened_at) / 3600.0 as review_wait_hours,       -- opened -> first review
-    extract(epoch from p.merged_at - coalesce(p.first_review_at, p.opened_at)) / 3600.0 as review_hours,  -- first review -> merged
-    extract(epoch from p.deployed_at - p.merged_at) / 3600.0 as release_hours                -- merged -> production
-from dora_intermediate.int_subjects as s
-join dora_intermediate.int_pull_requests_deployed as p
-  on p.entity_ref = s.entity_ref
-where p.deployment_id is not null
-order by s.subject_kind, s.subject_ref, p.pr_id, p.deployed_at, p.deployment_id
+once, shipped by the earliest of its deployments. (A component's PRs are already one row
+each, so only the groups' rows need that de-duplication and its sort.) */
+with changes as (
+    select
+        p.pr_id,
+        p.entity_ref,
+        p.deployment_id,
+        p.deployed_at,
+        p.lead_time_hours,
+        extract(epoch from p.opened_at - p.change_started_at) / 3600.0 as coding_hours,
+        extract(epoch from p.first_review_at - p.opened_at) / 3600.0 as review_wait_hours,
+        extract(epoch from p.merged_at - coalesce(p.first_review_at, p.opened_at)) / 3600.0 as review_hours,
+        extract(epoch from p.deployed_at - p.merged_at) / 3600.0 as release_hours
+    from dora_intermediate.int_pull_requests_deployed as p
+    where p.deployment_id is not null
+)
+select
+    'component' as subject_kind,                -- component | group
+    c.entity_ref as subject_ref,                -- the component or group
+    c.pr_id,                                    -- repository#number
+    c.deployment_id,                            -- the deployment that shipped it
+    c.deployed_at,                              -- when it reached production
+    c.lead_time_hours,                          -- first commit -> production
+    c.coding_hours,                             -- first commit -> PR opened
+    c.review_wait_hours,                        -- opened -> first review
+    c.review_hours,                             -- first review -> merged
+    c.release_hours                             -- merged -> production
+from changes as c
+union all
+select * from (
+    select distinct on (gc.group_ref, c.pr_id)
+        'group',
+        gc.group_ref,
+        c.pr_id,
+        c.deployment_id,
+        c.deployed_at,
+        c.lead_time_hours,
+        c.coding_hours,
+        c.review_wait_hours,
+        c.review_hours,
+        c.release_hours
+    from dora_intermediate.int_group_components as gc
+    join changes as c
+      on c.entity_ref = gc.entity_ref
+    order by gc.group_ref, c.pr_id, c.deployed_at, c.deployment_id
+) as pooled
