@@ -259,9 +259,6 @@ class Published:
     stage_columns: list[str] = field(default_factory=list)
     candidates: list[dict] | None = None
 
-    def has(self, table: str) -> bool:
-        return table in self.columns
-
 
 def reader_connection(settings: Settings, warehouse: Warehouse | None = None) -> psycopg.Connection:
     """A read-only connection for the report: as the reader login when it has a password."""
@@ -467,8 +464,8 @@ class Charts:
         ax.xaxis.set_minor_locator(NullLocator())
         return x
 
-    def _bands(self, ax, metric: Metric, bands: Sequence[Band], limits: tuple[float, float],
-               labels: bool) -> None:
+    def _bands(self, ax, bands: Sequence[Band], limits: tuple[float, float], labels: bool) -> None:
+        """The tier bands behind the data, each labelled with its tier at the right edge."""
         lo, hi = limits
         for band in bands:
             b_lo = band.lower if band.lower is not None else lo - abs(hi)
@@ -498,7 +495,7 @@ class Charts:
         ax.yaxis.set_major_locator(FixedLocator(ticks))
         ax.yaxis.set_major_formatter(FixedFormatter([tick_label(metric.column, t) for t in ticks]))
         ax.yaxis.set_minor_locator(NullLocator())
-        self._bands(ax, metric, bands, limits, band_labels)
+        self._bands(ax, bands, limits, band_labels)
         self._gaps(ax, x, data, gap_labels)
         y = [math.nan if v is None else v for v in data.values]
         ax.plot(x, y, color=LINE_COLOUR, linewidth=1.5, marker="o", markersize=3 if gap_labels == "full" else 2,
@@ -580,7 +577,7 @@ class Charts:
                 ax.plot(x, [math.nan if v is None else v for v in data.values], color=colour, marker=marker,
                         linestyle=dash, linewidth=1.4, markersize=3, label=stage_label(name), zorder=3)
             ax.plot(x, [math.nan if v is None else v for v in total.values], color="#9a9a9a", linewidth=2.5,
-                    label="lead time (total)", zorder=2)
+                    marker="o", markersize=3, label="lead time (total)", zorder=2)
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
             ax.set_title(title)
             ax.set_ylabel("hours (median per stage)")

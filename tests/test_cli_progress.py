@@ -19,6 +19,18 @@ END = date(2025, 3, 9)
 RUN = ["run", "--source", "synthetic", "--start", "2025-03-03", "--end", END.isoformat()]
 
 
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """``main`` points the root logger at this test's (captured, later closed) stderr: put
+    the handlers back, or later tests' log records hit a closed stream."""
+    root, ours = logging.getLogger(), logging.getLogger("dora_pipeline")
+    saved = root.handlers[:], root.level, ours.level
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[2])
+
+
 @pytest.fixture
 def synthetic_env(monkeypatch, settings):
     """The CLI's environment: this test's database, a small synthetic organisation."""
