@@ -62,6 +62,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum or value == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -91,6 +104,20 @@ class Settings:
     production_environments: str = DEFAULT_PRODUCTION_ENVIRONMENTS
     incident_window_hours: int = 24
     survey_min_respondents: int = 5
+    # Improvement-candidate rules (DORA_RULE_*, docs/published-schema-space.md): each
+    # compares a component or group with its own history, never with other teams.
+    rule_recent_days: int = 30
+    rule_baseline_days: int = 60
+    rule_min_sample: int = 5
+    rule_min_incidents: int = 2
+    rule_review_wait_hours: float = 24.0
+    rule_change_failure_pct: float = 15.0
+    rule_restore_minutes: float = 1440.0
+    rule_low_deploys_per_week: float = 2.0
+    rule_large_pr_lines: int = 400
+    rule_lead_time_coverage_pct: float = 50.0
+    rule_survey_response_pct: float = 60.0
+    rule_trend_ratio: float = 1.5
     reader_role: str = "dora_reader"
     reader_password: Secret = field(default_factory=lambda: Secret(""))
     pseudonym_key: Secret = field(default_factory=lambda: Secret(""))
@@ -171,6 +198,18 @@ class Settings:
             production_environments=prod,
             incident_window_hours=_int(env, "DORA_INCIDENT_WINDOW_HOURS", 24, minimum=1),
             survey_min_respondents=_int(env, "DORA_SURVEY_MIN_RESPONDENTS", 5, minimum=1),
+            rule_recent_days=_int(env, "DORA_RULE_RECENT_DAYS", 30, minimum=1),
+            rule_baseline_days=_int(env, "DORA_RULE_BASELINE_DAYS", 60, minimum=1),
+            rule_min_sample=_int(env, "DORA_RULE_MIN_SAMPLE", 5, minimum=1),
+            rule_min_incidents=_int(env, "DORA_RULE_MIN_INCIDENTS", 2, minimum=1),
+            rule_review_wait_hours=_float(env, "DORA_RULE_REVIEW_WAIT_HOURS", 24.0),
+            rule_change_failure_pct=_float(env, "DORA_RULE_CHANGE_FAILURE_PCT", 15.0),
+            rule_restore_minutes=_float(env, "DORA_RULE_RESTORE_MINUTES", 1440.0),
+            rule_low_deploys_per_week=_float(env, "DORA_RULE_LOW_DEPLOYS_PER_WEEK", 2.0),
+            rule_large_pr_lines=_int(env, "DORA_RULE_LARGE_PR_LINES", 400),
+            rule_lead_time_coverage_pct=_float(env, "DORA_RULE_LEAD_TIME_COVERAGE_PCT", 50.0),
+            rule_survey_response_pct=_float(env, "DORA_RULE_SURVEY_RESPONSE_PCT", 60.0),
+            rule_trend_ratio=_float(env, "DORA_RULE_TREND_RATIO", 1.5, minimum=1.0),
             reader_role=reader_role,
             reader_password=Secret(s("DORA_READER_PASSWORD")),
             pseudonym_key=Secret(s("DORA_PSEUDONYM_KEY")),

@@ -217,6 +217,18 @@ def model_parameters(settings: Settings, as_of: datetime) -> dict[str, str]:
         "dora.production_environments": settings.production_environments,
         "dora.incident_window_hours": str(settings.incident_window_hours),
         "dora.survey_min_respondents": str(settings.survey_min_respondents),
+        "dora.rule_recent_days": str(settings.rule_recent_days),
+        "dora.rule_baseline_days": str(settings.rule_baseline_days),
+        "dora.rule_min_sample": str(settings.rule_min_sample),
+        "dora.rule_min_incidents": str(settings.rule_min_incidents),
+        "dora.rule_review_wait_hours": str(settings.rule_review_wait_hours),
+        "dora.rule_change_failure_pct": str(settings.rule_change_failure_pct),
+        "dora.rule_restore_minutes": str(settings.rule_restore_minutes),
+        "dora.rule_low_deploys_per_week": str(settings.rule_low_deploys_per_week),
+        "dora.rule_large_pr_lines": str(settings.rule_large_pr_lines),
+        "dora.rule_lead_time_coverage_pct": str(settings.rule_lead_time_coverage_pct),
+        "dora.rule_survey_response_pct": str(settings.rule_survey_response_pct),
+        "dora.rule_trend_ratio": str(settings.rule_trend_ratio),
     }
 
 

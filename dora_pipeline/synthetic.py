@@ -13,7 +13,7 @@ What it holds, on purpose:
 - staging and production deploys, failed attempts, redeploys that ship no PR;
 - incidents caused by a change, explicitly not caused by one, unknown, some affecting
   two services, some still open;
-- quarterly surveys with one team below k respondents and a few invalid scores.
+- monthly pulse surveys with one team below k members and a few invalid scores.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _services(seed: int, teams: int, count: int) -> tuple[Service, ...]:
 
 
 def _at(day: date, seconds: float) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -371,21 +371,22 @@ def catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
 
 
 def survey_responses(org: Organisation, day: date, pseudonymise) -> list[SurveyResponse]:
-    """Quarterly pulse surveys: open for the first 10 days of each quarter."""
-    q_start = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
-    if (day - q_start).days >= 10:
+    """Monthly pulse surveys: open for the first 10 days of each month, so every survey
+    but the first has a previous one to compare with."""
+    month_start = date(day.year, day.month, 1)
+    if (day - month_start).days >= 10:
         return []
-    survey_id = f"pulse-{day.year}-q{(day.month - 1) // 3 + 1}"
+    survey_id = f"pulse-{day.year}-{day.month:02d}"
     out = []
     for team in range(org.teams):
         for member in range(org.members(team)):
             rng = _rng(org.seed, "survey", survey_id, team, member)
             if rng.random() > 0.8:
                 continue  # did not answer
-            answer_day = q_start + timedelta(days=rng.randrange(10))
+            answer_day = month_start + timedelta(days=rng.randrange(10))
             answers = [answer_day]
             if rng.random() < 0.1:
-                answers.append(min(answer_day + timedelta(days=2), q_start + timedelta(days=9)))  # changed their mind
+                answers.append(min(answer_day + timedelta(days=2), month_start + timedelta(days=9)))  # changed their mind
             for n, answer in enumerate(answers):
                 if answer != day:
                     continue

@@ -1,0 +1,62 @@
+/* SPACE activity and efficiency per group and ISO week (Monday, UTC), from merged pull
+requests of the components the group owns directly or through its descendant groups
+(a PR counts once per group, in the week it was merged). One row per group and week
+from the week of the group's first merged PR to the week holding as_of (that last week
+may be partial); weeks without merged PRs read 0 with NULL medians. Team level only:
+nothing is computed or published per person. */
+with weeks as (
+    select p.period_start, p.period_end
+    from dora_intermediate.int_periods as p
+    where p.period_kind = 'week'
+),
+groups as (
+    select pr.group_ref, min(pr.merged_at) as first_merged_at
+    from dora_intermediate.int_group_pull_requests as pr
+    group by pr.group_ref
+),
+grid as (
+    select g.group_ref, w.period_start, w.period_end
+    from groups as g
+    join weeks as w
+      on w.period_end > g.first_merged_at
+),
+activity as (
+    select
+        g.group_ref,
+        g.period_start,
+        count(*) as merged_prs,
+        count(pr.first_review_at) as reviewed_prs,
+        percentile_cont(0.5) within group (order by pr.cycle_hours) as median_pr_cycle_hours,
+        percentile_cont(0.5) within group (order by pr.review_wait_hours) as median_review_wait_hours,
+        percentile_cont(0.5) within group (order by pr.review_to_merge_hours) as median_review_to_merge_hours,
+        percentile_cont(0.5) within group (order by pr.changed_lines) as median_pr_size_lines,
+        count(pr.reviewed_outside_team) as cross_team_review_basis_prs,
+        count(*) filter (where pr.reviewed_outside_team) as cross_team_reviewed_prs
+    from grid as g
+    join dora_intermediate.int_group_pull_requests as pr
+      on pr.group_ref = g.group_ref
+     and pr.merged_at >= g.period_start
+     and pr.merged_at < g.period_end
+    group by g.group_ref, g.period_start
+)
+select
+    g.group_ref,                                -- group:namespace/name
+    cg.parent_ref,                              -- parent group; NULL at the root
+    (g.period_start at time zone 'UTC')::date as week_start,  -- ISO Monday, UTC
+    coalesce(a.merged_prs, 0) as merged_prs,    -- PRs merged in the week
+    round(a.median_pr_cycle_hours::numeric, 2) as median_pr_cycle_hours,  -- median opened -> merged, hours
+    round(a.median_review_wait_hours::numeric, 2) as median_review_wait_hours,  -- median opened -> first review, hours (reviewed PRs)
+    round(a.median_review_to_merge_hours::numeric, 2) as median_review_to_merge_hours,  -- median first review -> merged, hours (reviewed PRs)
+    coalesce(a.reviewed_prs, 0) as reviewed_prs,  -- merged PRs with a first review (the review medians' basis)
+    round(a.median_pr_size_lines::numeric, 1) as median_pr_size_lines,  -- median additions + deletions
+    round(100.0 * a.cross_team_reviewed_prs / nullif(a.cross_team_review_basis_prs, 0), 2)
+        as cross_team_review_pct,               -- share of basis PRs first reviewed by someone outside the author's team, percent
+    coalesce(a.cross_team_review_basis_prs, 0) as cross_team_review_basis_prs,  -- reviewed PRs whose author and reviewer are known catalog users (author in a team)
+    coalesce(a.cross_team_reviewed_prs, 0) as cross_team_reviewed_prs,  -- of which first reviewed by someone outside the author's team
+    now() as computed_at                        -- when this row was built
+from grid as g
+left join activity as a
+  on a.group_ref = g.group_ref
+ and a.period_start = g.period_start
+left join dora_staging.stg_catalog_groups as cg
+  on cg.group_ref = g.group_ref
