@@ -5,7 +5,7 @@ teams'). Counts are always published; every score (means, distribution buckets, 
 against the previous survey) is NULL when suppressed: fewer than k =
 DORA_SURVEY_MIN_RESPONDENTS respondents, or a parent whose published descendants could
 be subtracted from it to recover fewer than k respondents (see
-docs/published-schema-space.md). Free text and respondent identities are never
+docs/published-schema.md). Free text and respondent identities are never
 published. */
 with scores as (
     select
