@@ -51,3 +51,51 @@ def print_tables(conn: psycopg.Connection, window_days: int = 30, out=print) -> 
     out(_table(f"Services, last {window_days} days",
                ["component", "owner", "deploys", *header], [[r[0], r[1], r[2], *cells(r, 3)] for r in services]))
     out("")
+    _print_space(conn, out)
+
+
+_SUPPRESSED = {
+    "fewer_than_k": "suppressed (fewer than k respondents)",
+    "complementary": "suppressed (would reveal a smaller team)",
+}
+
+
+def _table_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (f"dora_metrics.{name}",)).fetchone()[0]
+
+
+def _print_space(conn: psycopg.Connection, out) -> None:
+    """The latest survey per group and the improvement candidates, when published."""
+    if _table_exists(conn, "team_space_survey"):
+        rows = conn.execute(
+            """
+            select distinct on (group_ref) group_ref, survey_id, respondents, eligible_members,
+                   response_rate_pct, satisfaction_mean, flow_state_mean, suppressed, suppression_reason
+            from dora_metrics.team_space_survey
+            order by group_ref, period_end desc, survey_id desc
+            """
+        ).fetchall()
+        body = [
+            [r[0], r[1], f"{r[2]}/{r[3]}", "-" if r[4] is None else f"{float(r[4]):.0f} %",
+             _SUPPRESSED.get(r[8], "suppressed") if r[7] else f"{float(r[5]):.2f}",
+             "" if r[7] else f"{float(r[6]):.2f}"]
+            for r in rows
+        ]
+        out(_table("Latest survey per group (SPACE; scores 1-5)",
+                   ["group", "survey", "answered", "response", "satisfaction", "flow"], body))
+        out("")
+    if _table_exists(conn, "improvement_candidates"):
+        rows = conn.execute(
+            """
+            select coalesce(group_ref, '-'), coalesce(entity_ref, group_ref), severity, finding, suggestion
+            from dora_metrics.improvement_candidates
+            order by 1, 2, severity
+            """
+        ).fetchall()
+        out("Improvement candidates (each compares a service or team with its own recent history)")
+        for group_ref, subject, severity, finding, suggestion in rows:
+            out(f"- [{severity}] {subject} ({group_ref}): {finding}")
+            out(f"    try: {suggestion}")
+        if not rows:
+            out("- none: no rule fired")
+        out("")
