@@ -1,7 +1,6 @@
 /* One row per successful production deployment and component: the deployments DORA
 counts. Failed attempts and other environments are excluded here, once.
-index: entity_ref, finished_at
-index: entity_ref, commit_sha */
+index: entity_ref, finished_at */
 select
     d.deployment_id,                            -- source:external_id
     d.entity_ref,                               -- the component deployed

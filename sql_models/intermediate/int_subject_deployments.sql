@@ -1,6 +1,13 @@
 /* One row per subject and successful production deployment in its pool (a deployment
 touching two of a group's components counts once for the group). A component's
-deployments are one row each already; only the groups' rows are aggregated. */
+deployments are one row each already, and so are a group's deployments of a single
+component: only deployments of several components are aggregated. */
+with shared_deployments as (
+    select o.deployment_id
+    from dora_intermediate.int_deployment_outcomes as o
+    group by o.deployment_id
+    having count(*) > 1
+)
 select
     'component' as subject_kind,                -- component | group
     o.entity_ref as subject_ref,                -- the component or group
@@ -14,10 +21,24 @@ select
     'group',
     gc.group_ref,
     o.deployment_id,
+    o.finished_at,
+    o.caused_failure,
+    o.shipped_prs > 0
+from dora_intermediate.int_group_components as gc
+join dora_intermediate.int_deployment_outcomes as o
+  on o.entity_ref = gc.entity_ref
+where not exists (select 1 from shared_deployments as s where s.deployment_id = o.deployment_id)
+union all
+select
+    'group',
+    gc.group_ref,
+    o.deployment_id,
     min(o.finished_at),
     bool_or(o.caused_failure),
     bool_or(o.shipped_prs > 0)
 from dora_intermediate.int_group_components as gc
 join dora_intermediate.int_deployment_outcomes as o
   on o.entity_ref = gc.entity_ref
+join shared_deployments as s
+  on s.deployment_id = o.deployment_id
 group by gc.group_ref, o.deployment_id

@@ -9,6 +9,13 @@ index: subject_ref */
 with periods as (
     select * from dora_intermediate.int_periods
 ),
+-- The three rolling windows on their own: an event is matched against 3 rows, not
+-- against every week, and only events after the earliest window start are looked at.
+windows as (
+    select p.period_kind, p.period_days, p.period_start, p.period_end
+    from dora_intermediate.int_periods as p
+    where p.period_kind = 'window'
+),
 subjects as (
     select
         s.subject_kind,
@@ -31,19 +38,19 @@ grid as (
           and p.period_end > s.first_event_at)
 ),
 deploy_periods as (
-    select d.*, p.period_kind, p.period_days, p.period_start
+    select d.subject_kind, d.subject_ref, d.finished_at, d.caused_failure, d.shipped_change, p.period_kind, p.period_days, p.period_start
     from dora_intermediate.int_subject_deployments as d
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', d.finished_at at time zone 'UTC') at time zone 'UTC'
      and d.finished_at < p.period_end
     union all
-    select d.*, p.period_kind, p.period_days, p.period_start
+    select d.subject_kind, d.subject_ref, d.finished_at, d.caused_failure, d.shipped_change, w.period_kind, w.period_days, w.period_start
     from dora_intermediate.int_subject_deployments as d
-    join periods as p
-      on p.period_kind = 'window'
-     and d.finished_at >= p.period_start
-     and d.finished_at < p.period_end
+    join windows as w
+      on d.finished_at >= w.period_start
+     and d.finished_at < w.period_end
+    where d.finished_at >= (select min(period_start) from windows)
 ),
 deploys as (
     select
@@ -56,19 +63,19 @@ deploys as (
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
 change_periods as (
-    select c.*, p.period_kind, p.period_days, p.period_start
+    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, p.period_kind, p.period_days, p.period_start
     from dora_intermediate.int_subject_changes as c
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', c.deployed_at at time zone 'UTC') at time zone 'UTC'
      and c.deployed_at < p.period_end
     union all
-    select c.*, p.period_kind, p.period_days, p.period_start
+    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, w.period_kind, w.period_days, w.period_start
     from dora_intermediate.int_subject_changes as c
-    join periods as p
-      on p.period_kind = 'window'
-     and c.deployed_at >= p.period_start
-     and c.deployed_at < p.period_end
+    join windows as w
+      on c.deployed_at >= w.period_start
+     and c.deployed_at < w.period_end
+    where c.deployed_at >= (select min(period_start) from windows)
 ),
 changes as (
     select
@@ -83,19 +90,19 @@ changes as (
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
 incident_periods as (
-    select i.*, p.period_kind, p.period_days, p.period_start
+    select i.subject_kind, i.subject_ref, i.resolved_at, i.restore_minutes, p.period_kind, p.period_days, p.period_start
     from dora_intermediate.int_subject_incidents as i
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', i.opened_at at time zone 'UTC') at time zone 'UTC'
      and i.opened_at < p.period_end
     union all
-    select i.*, p.period_kind, p.period_days, p.period_start
+    select i.subject_kind, i.subject_ref, i.resolved_at, i.restore_minutes, w.period_kind, w.period_days, w.period_start
     from dora_intermediate.int_subject_incidents as i
-    join periods as p
-      on p.period_kind = 'window'
-     and i.opened_at >= p.period_start
-     and i.opened_at < p.period_end
+    join windows as w
+      on i.opened_at >= w.period_start
+     and i.opened_at < w.period_end
+    where i.opened_at >= (select min(period_start) from windows)
 ),
 incidents as (
     select
@@ -108,15 +115,19 @@ incidents as (
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
 attempt_periods as (
-    select a.*, p.period_kind, p.period_days, p.period_start
+    select a.subject_kind, a.subject_ref, p.period_kind, p.period_days, p.period_start
     from dora_intermediate.int_subject_failed_attempts as a
     join periods as p
-      on (p.period_kind = 'week'
-          and p.period_start = date_trunc('week', a.finished_at at time zone 'UTC') at time zone 'UTC'
-          and a.finished_at < p.period_end)
-      or (p.period_kind = 'window'
-          and a.finished_at >= p.period_start
-          and a.finished_at < p.period_end)
+      on p.period_kind = 'week'
+     and p.period_start = date_trunc('week', a.finished_at at time zone 'UTC') at time zone 'UTC'
+     and a.finished_at < p.period_end
+    union all
+    select a.subject_kind, a.subject_ref, w.period_kind, w.period_days, w.period_start
+    from dora_intermediate.int_subject_failed_attempts as a
+    join windows as w
+      on a.finished_at >= w.period_start
+     and a.finished_at < w.period_end
+    where a.finished_at >= (select min(period_start) from windows)
 ),
 attempts as (
     select subject_kind, subject_ref, period_kind, period_days, period_start,
