@@ -260,10 +260,13 @@ def ensure_reader_role(conn: psycopg.Connection, settings: Settings) -> None:
     if not exists:
         conn.execute(sql.SQL("create role {} nologin").format(role))
     if settings.reader_password:
+        # Hashed here (SCRAM, as psql's \password does): the plaintext never reaches the
+        # server, so no statement log or pg_stat_statements can hold it.
+        verifier = conn.pgconn.encrypt_password(
+            settings.reader_password.get().encode(), settings.reader_role.encode(), b"scram-sha-256"
+        ).decode()
         conn.execute(
-            sql.SQL("alter role {} login password {}").format(
-                role, sql.Literal(settings.reader_password.get())
-            )
+            sql.SQL("alter role {} login password {}").format(role, sql.Literal(verifier))
         )
     conn.execute(sql.SQL("revoke all on schema {} from public").format(schema))
     conn.execute(sql.SQL("grant usage on schema {} to {}").format(schema, role))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import traceback
 from datetime import date
@@ -214,3 +215,23 @@ def test_no_secret_reaches_logs_output_exceptions_dagster_or_the_database(env, s
     }
     assert collect.lines and outputs and exceptions and dagster_texts
     assert {where: found for where, found in leaks.items() if found} == {}
+
+
+def test_the_reader_password_never_reaches_the_server_in_plaintext(warehouse, settings):
+    from dora_pipeline.warehouse import ensure_reader_role
+
+    password = "SENTINEL-reader-plaintext-555"
+    with_password = settings_with(settings, DORA_READER_PASSWORD=password)
+    log = _server_log(settings.database_url.get())
+    with warehouse.connection() as conn:
+        conn.execute("set log_statement = 'all'")  # as an operator auditing statements would
+        ensure_reader_role(conn, with_password)
+        conn.commit()
+        verifier, can_login = conn.execute(
+            "select rolpassword, rolcanlogin from pg_authid where rolname = %s", (settings.reader_role,)
+        ).fetchone()
+    assert can_login and verifier.startswith("SCRAM-SHA-256$4096:")
+    assert password not in verifier
+    if not os.environ.get("DORA_DATABASE_URL"):  # the embedded test server: its log saw only the verifier
+        logged = _server_log(settings.database_url.get())[len(log):]
+        assert "alter role" in logged.lower() and password not in logged
