@@ -2,8 +2,7 @@
 not marked as unrelated to a change (caused_by_change is not false) go to the latest
 successful production deploy of that component at or before the incident opened, if
 that deploy finished at most DORA_INCIDENT_WINDOW_HOURS earlier. At most one deploy per
-incident and component.
-index: deployment_id */
+incident and component. */
 select
     i.incident_id,                              -- the incident
     i.entity_ref,                               -- the affected component

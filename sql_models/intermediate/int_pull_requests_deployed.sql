@@ -5,8 +5,7 @@ deployment_id is NULL for a PR not deployed (yet).
 Set-based: each component's deploys are numbered in (finished_at, deployment_id) order,
 "earliest" is the smallest number, and the first deploy at or after a merge is number
 1 + the deploys finished before it, counted in one sort of deploys and merges together
-(a merge sorts before a deploy of the same instant, which therefore ships it).
-index: entity_ref, deployed_at */
+(a merge sorts before a deploy of the same instant, which therefore ships it). */
 with deploys as (
     select
         d.deployment_id,

@@ -1,6 +1,5 @@
 /* One row per subject and incident affecting a component in its pool (an incident
-affecting two of a group's components counts once).
-index: subject_ref, opened_at */
+affecting two of a group's components counts once). */
 select distinct on (s.subject_kind, s.subject_ref, i.incident_id)
     s.subject_kind,                             -- component | group
     s.subject_ref,                              -- the component or group

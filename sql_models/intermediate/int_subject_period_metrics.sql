@@ -9,6 +9,83 @@ index: subject_ref */
 with periods as (
     select * from dora_intermediate.int_periods
 ),
+-- Changes per subject are computed here, in flight, rather than materialised in a
+-- table of their own (four rows per PR: component, team, department, organisation),
+-- and only as far as each period kind needs: the window branch filters first.
+pr_changes as not materialized (
+    select
+        p.pr_id,
+        p.entity_ref,
+        p.deployment_id,
+        p.deployed_at,
+        p.lead_time_hours,
+        extract(epoch from p.opened_at - p.change_started_at) / 3600.0 as coding_hours,
+        extract(epoch from p.first_review_at - p.opened_at) / 3600.0 as review_wait_hours,
+        extract(epoch from p.merged_at - coalesce(p.first_review_at, p.opened_at)) / 3600.0 as review_hours,
+        extract(epoch from p.deployed_at - p.merged_at) / 3600.0 as release_hours
+    from dora_intermediate.int_pull_requests_deployed as p
+    where p.deployment_id is not null
+),
+-- PRs of repositories that map to several components: the only ones a group can see
+-- twice (it counts them once, shipped by the earliest of their deployments).
+shared_prs as materialized (
+    select c.pr_id
+    from pr_changes as c
+    group by c.pr_id
+    having count(*) > 1
+),
+subject_changes as not materialized (
+    select
+        'component' as subject_kind,
+        c.entity_ref as subject_ref,
+        c.deployed_at,
+        c.lead_time_hours,
+        c.coding_hours,
+        c.review_wait_hours,
+        c.review_hours,
+        c.release_hours
+    from pr_changes as c
+    union all
+    select
+        'group',
+        gc.group_ref,
+        c.deployed_at,
+        c.lead_time_hours,
+        c.coding_hours,
+        c.review_wait_hours,
+        c.review_hours,
+        c.release_hours
+    from dora_intermediate.int_group_components as gc
+    join pr_changes as c
+      on c.entity_ref = gc.entity_ref
+    where not exists (select 1 from shared_prs as s where s.pr_id = c.pr_id)
+    union all
+    select
+        'group',
+        pooled.group_ref,
+        pooled.deployed_at,
+        pooled.lead_time_hours,
+        pooled.coding_hours,
+        pooled.review_wait_hours,
+        pooled.review_hours,
+        pooled.release_hours
+    from (
+        select distinct on (gc.group_ref, c.pr_id)
+            gc.group_ref,
+            c.deployed_at,
+            c.lead_time_hours,
+            c.coding_hours,
+            c.review_wait_hours,
+            c.review_hours,
+            c.release_hours
+        from dora_intermediate.int_group_components as gc
+        join pr_changes as c
+          on c.entity_ref = gc.entity_ref
+        join shared_prs as s
+          on s.pr_id = c.pr_id
+        order by gc.group_ref, c.pr_id, c.deployed_at, c.deployment_id
+    ) as pooled
+),
 -- The three rolling windows on their own: an event is matched against 3 rows, not
 -- against every week, and only events after the earliest window start are looked at.
 windows as (
@@ -64,14 +141,14 @@ deploys as (
 ),
 change_periods as (
     select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, p.period_kind, p.period_days, p.period_start
-    from dora_intermediate.int_subject_changes as c
+    from subject_changes as c
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', c.deployed_at at time zone 'UTC') at time zone 'UTC'
      and c.deployed_at < p.period_end
     union all
     select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, w.period_kind, w.period_days, w.period_start
-    from dora_intermediate.int_subject_changes as c
+    from subject_changes as c
     join windows as w
       on c.deployed_at >= w.period_start
      and c.deployed_at < w.period_end
