@@ -26,6 +26,7 @@ import faults
 from builders import AS_OF, component, group
 
 module_warehouse = faults.module_warehouse
+pytestmark = pytest.mark.slow  # each example builds the DORA models twice
 
 DAY = date(2025, 3, 1)
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
