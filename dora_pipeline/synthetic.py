@@ -68,7 +68,7 @@ PROFILES = (
 # Weekend deploys run at this share of a weekday's. With the profiles above, 1,000
 # services over 365 days give ~730,000 production deploys, ~1.5 million merged PRs
 # and ~36,000 incidents: the "large" benchmark (docs/performance.md).
-WEEKEND_DEPLOY_FACTOR = 0.7
+WEEKEND_DEPLOY_FACTOR = 0.9
 BACKGROUND_INCIDENT_RATE = 0.005  # per service and day, not caused by a change
 
 
