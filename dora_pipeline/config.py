@@ -94,6 +94,13 @@ def _argocd_environment_from(value: str) -> str:
     )
 
 
+def _webhook_url(value: str, name: str) -> str:
+    # The URL is a credential (Slack's carries its token): the error never echoes it.
+    if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value
+
+
 DEFAULT_PRODUCTION_ENVIRONMENTS = r"(?i)^(prod|production)$"
 
 
@@ -139,6 +146,11 @@ class Settings:
     argocd_environment_from: str = "namespace"  # namespace | project | label:<key>
     argocd_poll_seconds: int = 180
     kubernetes_service_host: str = ""  # set by Kubernetes in every pod: in-cluster config
+
+    # Orchestration (dora_pipeline/schedules.py, sensors.py; docs/deploy.md)
+    lookback_days: int = 3  # the nightly run re-reads this many days before yesterday
+    alert_webhook_url: Secret = field(default_factory=lambda: Secret(""))  # run-failure alerts; off when empty
+    dagster_url: str = ""  # the Dagster UI's base URL, for links in alerts
 
     pagerduty_token: Secret = field(default_factory=lambda: Secret(""))
     pagerduty_api_url: str = "https://api.pagerduty.com"
@@ -229,6 +241,9 @@ class Settings:
             argocd_environment_from=_argocd_environment_from(s("ARGOCD_ENVIRONMENT_FROM", "namespace")),
             argocd_poll_seconds=_int(env, "ARGOCD_POLL_SECONDS", 180, minimum=10),
             kubernetes_service_host=s("KUBERNETES_SERVICE_HOST"),
+            lookback_days=_int(env, "DORA_LOOKBACK_DAYS", 3),
+            alert_webhook_url=Secret(_webhook_url(s("DORA_ALERT_WEBHOOK_URL"), "DORA_ALERT_WEBHOOK_URL")),
+            dagster_url=s("DORA_DAGSTER_URL").rstrip("/"),
             pagerduty_token=Secret(s("PAGERDUTY_TOKEN")),
             pagerduty_api_url=s("PAGERDUTY_API_URL", "https://api.pagerduty.com").rstrip("/"),
             pagerduty_change_field=s("PAGERDUTY_CHANGE_FIELD"),
