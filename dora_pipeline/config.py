@@ -111,7 +111,7 @@ class Settings:
     production_environments: str = DEFAULT_PRODUCTION_ENVIRONMENTS
     incident_window_hours: int = 24
     survey_min_respondents: int = 5
-    # Improvement-candidate rules (DORA_RULE_*, docs/published-schema-space.md): each
+    # Improvement-candidate rules (DORA_RULE_*, docs/published-schema.md): each
     # compares a component or group with its own history, never with other teams.
     rule_recent_days: int = 30
     rule_baseline_days: int = 60
