@@ -115,28 +115,55 @@ grid as (
           and p.period_end > s.first_event_at)
 ),
 deploy_periods as (
-    select d.subject_kind, d.subject_ref, d.finished_at, d.caused_failure, d.shipped_change, p.period_kind, p.period_days, p.period_start
+    select
+        d.subject_kind,
+        d.subject_ref,
+        (d.finished_at at time zone 'UTC')::date as deploy_day,
+        d.caused_failure,
+        d.shipped_change,
+        p.period_kind,
+        p.period_days,
+        p.period_start
     from dora_intermediate.int_subject_deployments as d
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', d.finished_at at time zone 'UTC') at time zone 'UTC'
      and d.finished_at < p.period_end
     union all
-    select d.subject_kind, d.subject_ref, d.finished_at, d.caused_failure, d.shipped_change, w.period_kind, w.period_days, w.period_start
+    select
+        d.subject_kind,
+        d.subject_ref,
+        (d.finished_at at time zone 'UTC')::date,
+        d.caused_failure,
+        d.shipped_change,
+        w.period_kind,
+        w.period_days,
+        w.period_start
     from dora_intermediate.int_subject_deployments as d
     join windows as w
       on d.finished_at >= w.period_start
      and d.finished_at < w.period_end
     where d.finished_at >= (select min(period_start) from windows)
 ),
-deploys as (
+-- Per subject, period and UTC day first, then per period: deploy_days is then a plain
+-- count, and both steps can hash instead of sorting every deployment by subject.
+deploy_days as (
     select
-        subject_kind, subject_ref, period_kind, period_days, period_start,
+        subject_kind, subject_ref, period_kind, period_days, period_start, deploy_day,
         count(*) as deployments,
-        count(distinct (finished_at at time zone 'UTC')::date) as deploy_days,
         count(*) filter (where caused_failure) as failed_deployments,
         count(*) filter (where shipped_change) as deployments_with_changes
     from deploy_periods
+    group by subject_kind, subject_ref, period_kind, period_days, period_start, deploy_day
+),
+deploys as (
+    select
+        subject_kind, subject_ref, period_kind, period_days, period_start,
+        sum(deployments)::bigint as deployments,
+        count(*) as deploy_days,
+        sum(failed_deployments)::bigint as failed_deployments,
+        sum(deployments_with_changes)::bigint as deployments_with_changes
+    from deploy_days
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
 change_periods as (
