@@ -333,3 +333,41 @@ def test_a_ten_megabyte_webhook_body_is_refused_with_413(receiver, fresh_warehou
         assert response.status_code == 202, response.text
         with fresh_warehouse.connection() as conn:
             assert conn.execute("select delivery_id from dora_raw.webhook_inbox").fetchall() == [("ok-1",)]
+
+
+# Places that build SQL text by formatting, each reviewed: what they interpolate is not data.
+REVIEWED_SQL_FORMATTING = {
+    ("report_text.py", "print_tables"): "column names from the module's _COLUMNS constant",
+    ("assets.py", "_organisation_medians"): "column names from the module's _MEASURES constant",
+    ("assets.py", "_component_medians"): "column names from the module's _MEASURES constant",
+    ("loader.py", "_upsert"): "a literal COPY option",
+    ("models.py", "build_model"): "the model's SELECT, read from sql_models/ in the repository",
+}
+
+
+def test_sql_text_is_never_formatted_from_data():
+    """Every execute/copy/sql.SQL call whose SQL is an f-string, a concatenation, a %
+    or .format() of a literal is one of the reviewed places above; values are always
+    parameters and identifiers go through sql.Identifier."""
+    import ast
+    from pathlib import Path
+
+    import dora_pipeline
+
+    found = set()
+    root = Path(dora_pipeline.__file__).parent
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for function in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
+            for node in ast.walk(function):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("execute", "executemany", "copy", "SQL") and node.args):
+                    continue
+                text = node.args[0]
+                formatted = (isinstance(text, ast.JoinedStr)
+                             or (isinstance(text, ast.BinOp) and isinstance(text.op, ast.Mod | ast.Add))
+                             or (isinstance(text, ast.Call) and isinstance(text.func, ast.Attribute)
+                                 and text.func.attr == "format" and isinstance(text.func.value, ast.Constant)))
+                if formatted:
+                    found.add((path.name, function.name))
+    assert found - set(REVIEWED_SQL_FORMATTING) == set(), "SQL text formatted in new places: review them"
