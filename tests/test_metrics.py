@@ -354,3 +354,17 @@ def test_benchmarks_table_lists_the_bands(org):
     assert bands["deploys_per_day/elite"] == "[1.0000, inf)"
     assert bands["change_failure_rate_pct/high"] == "(5.0000, 10.0000]"
     assert bands["median_lead_time_hours/elite"] == "[0.0000, 24.0000)"
+
+
+def test_sha_match_before_the_change_started_is_ignored(org):
+    # The same commit reached production (another branch) before this PR's first commit:
+    # it cannot have shipped the PR; the next deploy after the merge did.
+    load(org, [
+        deploy("api", at(2), sha(7)),
+        deploy("api", at(6), sha(8)),
+        pr("api", 1, first_commit=at(3), merged=at(5), head_sha=sha(7), merge_sha=sha(9)),
+    ])
+    build(org)
+    m = service(org, "api")
+    assert m["lead_time_changes"] == 1
+    assert m["median_lead_time_hours"] == D("72.00")  # at(6) - at(3)

@@ -138,17 +138,8 @@ def test_cfr_stays_within_0_100_and_input_order_never_changes_the_output(module_
     assert _publish(module_warehouse, shuffled) == first
 
 
-# The SHA rule picks the earliest production deploy carrying the PR's merge or head SHA,
-# even one that finished before the PR's first commit was authored (author clocks are
-# the developer's): the lead time comes out negative. Found by this property; the fix
-# belongs in sql_models/intermediate/int_pull_requests_deployed.sql (clamp at zero, or
-# only SHA deploys at or after the change started). strict: passing means remove this.
-NEGATIVE_LEAD_TIME = pytest.mark.xfail(
-    strict=True, reason="int_pull_requests_deployed: a SHA-matched deploy before the first commit "
-                        "gives a negative lead time")
-
-
-@NEGATIVE_LEAD_TIME
+# The example that found it: a deploy carried the PR's head SHA before the PR's first
+# commit was authored. Such a match cannot have shipped the PR; the rule ignores it.
 @settings(EXAMPLES, phases=[Phase.explicit, Phase.generate])  # no shrinking: the example is known
 @example(records=[
     Deployment("gen", "d0", "entity_ref", "component:default/web", "production", _at(0), commit_sha=f"{1:040x}"),

@@ -1,6 +1,9 @@
 /* One row per merged pull request and component, with the production deployment that
 shipped it: the earliest deploy of the component whose commit equals the PR's merge
 commit or head SHA (squash merges), else the earliest one at or after the merge.
+A SHA match that finished before the change started (the same commit reached production
+by another path first) cannot have shipped this PR and is ignored, so a lead time is
+never negative.
 deployment_id is NULL for a PR not deployed (yet).
 Set-based: each component's deploys are numbered in (finished_at, deployment_id) order,
 "earliest" is the smallest number, and the first deploy at or after a merge is number
@@ -15,11 +18,25 @@ with deploys as (
         row_number() over (partition by d.entity_ref order by d.finished_at, d.deployment_id) as deploy_no
     from dora_intermediate.int_production_deployments as d
 ),
-first_by_sha as (
-    select d.entity_ref, d.commit_sha, min(d.deploy_no) as deploy_no
-    from deploys as d
-    where d.commit_sha is not null
-    group by d.entity_ref, d.commit_sha
+sha_matches as (
+    select p.pr_id, p.entity_ref, d.deploy_no
+    from dora_staging.stg_pull_requests as p
+    join deploys as d
+      on d.entity_ref = p.entity_ref
+     and d.commit_sha = p.merge_commit_sha
+     and d.finished_at >= p.change_started_at
+    union all
+    select p.pr_id, p.entity_ref, d.deploy_no
+    from dora_staging.stg_pull_requests as p
+    join deploys as d
+      on d.entity_ref = p.entity_ref
+     and d.commit_sha = p.head_sha
+     and d.finished_at >= p.change_started_at
+),
+first_sha_match as (
+    select pr_id, entity_ref, min(deploy_no) as deploy_no
+    from sha_matches
+    group by pr_id, entity_ref
 ),
 merges_and_deploys as (
     select
@@ -47,14 +64,11 @@ merges as (
 shipped as (
     select
         p.*,
-        least(bm.deploy_no, bh.deploy_no) as sha_deploy_no
+        f.deploy_no as sha_deploy_no
     from merges as p
-    left join first_by_sha as bm
-      on bm.entity_ref = p.entity_ref
-     and bm.commit_sha = p.merge_commit_sha
-    left join first_by_sha as bh
-      on bh.entity_ref = p.entity_ref
-     and bh.commit_sha = p.head_sha
+    left join first_sha_match as f
+      on f.pr_id = p.pr_id
+     and f.entity_ref = p.entity_ref
     -- "is not null" rather than is_deploy = 0: the planner estimates it as most rows
     -- (it is), where an equality on a computed column reads as 0.5 % of them.
     where p.pr_id is not null
