@@ -17,12 +17,16 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from .sources.base import SourceError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -198,3 +202,28 @@ def _snippet(response: requests.Response, secrets: list[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
     return text[:300] or "(empty body)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a vendor source's HTTP client waits and retries. ``timeout``/``max_retries``
+    default to DORA_HTTP_TIMEOUT_SECONDS/DORA_HTTP_MAX_RETRIES; tests pass small values
+    and a recording ``sleep`` instead of patching anything."""
+
+    timeout: float | None = None
+    max_retries: int | None = None
+    backoff_base: float = 0.5
+    max_wait: float = 900.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def client(self, settings: Settings, base_url: str, *, name: str, headers: Mapping[str, str]) -> HttpClient:
+        return HttpClient(
+            base_url,
+            name=name,
+            headers=headers,
+            timeout=self.timeout if self.timeout is not None else settings.http_timeout_seconds,
+            max_retries=self.max_retries if self.max_retries is not None else settings.http_max_retries,
+            backoff_base=self.backoff_base,
+            max_wait=self.max_wait,
+            sleep=self.sleep,
+        )

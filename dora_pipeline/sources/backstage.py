@@ -26,7 +26,7 @@ from datetime import date
 from typing import Any
 
 from ..config import Settings
-from ..http import HttpClient
+from ..http import HttpClient, RetryPolicy
 from ..records import CatalogEntity, GroupMembership, Quarantined, Record, normalise_ref
 from .base import ExtractContext, Source, SourceError
 
@@ -149,11 +149,7 @@ class BackstageSource(Source):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.page_size = page_size
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.max_wait = max_wait
-        self.sleep = sleep
+        self.retry = RetryPolicy(timeout, max_retries, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
         if not settings.backstage_url:
@@ -164,18 +160,7 @@ class BackstageSource(Source):
         headers = {"Accept": "application/json"}
         if settings.backstage_token:
             headers["Authorization"] = f"Bearer {settings.backstage_token.get()}"
-        return HttpClient(
-            catalog_url(settings.backstage_url),
-            name="backstage",
-            headers=headers,
-            timeout=self.timeout if self.timeout is not None else settings.http_timeout_seconds,
-            max_retries=self.max_retries
-            if self.max_retries is not None
-            else settings.http_max_retries,
-            backoff_base=self.backoff_base,
-            max_wait=self.max_wait,
-            sleep=self.sleep,
-        )
+        return self.retry.client(settings, catalog_url(settings.backstage_url), name="backstage", headers=headers)
 
     def entities(self, client: HttpClient) -> Iterable[dict]:
         """Every Component, Group and User, following ``nextCursor`` to the end."""

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..config import Settings
-from ..http import HttpClient
+from ..http import HttpClient, RetryPolicy
 from ..records import Deployment, PullRequest, Quarantined, Record, utc_day_bounds
 from .base import ExtractContext, Source, SourceError
 
@@ -308,11 +308,7 @@ class GitHubSource(Source):
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
         self.deployment_lookback = deployment_lookback
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.max_wait = max_wait
-        self.sleep = sleep
+        self.retry = RetryPolicy(timeout, max_retries, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
         if not settings.github_token:
@@ -350,15 +346,15 @@ class _Extraction:
         self._local = threading.local()
         self._clients: list[HttpClient] = []
         self._lock = threading.Lock()
-        self.graphql_hook = graphql_retry_hook(transient_wait=source.backoff_base * 4)
+        self.graphql_hook = graphql_retry_hook(transient_wait=source.retry.backoff_base * 4)
 
     # -- plumbing -------------------------------------------------------------------
 
     def client(self) -> HttpClient:
         client = getattr(self._local, "client", None)
         if client is None:
-            src = self.source
-            client = HttpClient(
+            client = self.source.retry.client(
+                self.settings,
                 self.endpoints.rest,
                 name="github",
                 headers={
@@ -366,15 +362,6 @@ class _Extraction:
                     "Accept": "application/vnd.github+json",
                     "X-GitHub-Api-Version": "2022-11-28",
                 },
-                timeout=src.timeout
-                if src.timeout is not None
-                else self.settings.http_timeout_seconds,
-                max_retries=src.max_retries
-                if src.max_retries is not None
-                else self.settings.http_max_retries,
-                backoff_base=src.backoff_base,
-                max_wait=src.max_wait,
-                sleep=src.sleep,
             )
             self._local.client = client
             with self._lock:
@@ -437,7 +424,7 @@ class _Extraction:
             except ValueError as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if attempt < client.max_retries:
-                    client.sleep(self.source.backoff_base * 2**attempt)
+                    client.sleep(self.source.retry.backoff_base * 2**attempt)
                 continue
             if not isinstance(body, list):
                 raise SourceError(f"{where}: expected a JSON list, got {type(body).__name__}")

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 from ..config import Settings
-from ..http import HttpClient
+from ..http import HttpClient, RetryPolicy
 from ..records import ENTITY_REF_RE, Incident, Quarantined, normalise_ref, utc_day_bounds
 from .base import ExtractContext, Source, SourceError
 from .pagerduty import change_flag
@@ -147,24 +147,15 @@ class OpsgenieSource(Source):
     ) -> None:
         self.page_size = page_size
         self.log_page_size = log_page_size
-        self.backoff_base = backoff_base
-        self.max_wait = max_wait
-        self.timeout = timeout
-        self.sleep = sleep
+        self.retry = RetryPolicy(timeout, None, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
         return None if settings.opsgenie_api_key else "OPSGENIE_API_KEY is not set"
 
     def client(self, settings: Settings) -> HttpClient:
-        return HttpClient(
-            settings.opsgenie_api_url,
-            name=SOURCE_NAME,
+        return self.retry.client(
+            settings, settings.opsgenie_api_url, name=SOURCE_NAME,
             headers={"Authorization": f"GenieKey {settings.opsgenie_api_key.get()}"},
-            timeout=self.timeout or settings.http_timeout_seconds,
-            max_retries=settings.http_max_retries,
-            backoff_base=self.backoff_base,
-            max_wait=self.max_wait,
-            sleep=self.sleep,
         )
 
     def extract(self, day: date, ctx: ExtractContext) -> list[Incident | Quarantined]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from ..config import Settings
-from ..http import HttpClient
+from ..http import HttpClient, RetryPolicy
 from ..records import Incident, Quarantined, utc_day_bounds
 from .base import ExtractContext, Source, SourceError
 
@@ -126,27 +126,18 @@ class PagerDutySource(Source):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.page_size = page_size
-        self.backoff_base = backoff_base
-        self.max_wait = max_wait
-        self.timeout = timeout
-        self.sleep = sleep
+        self.retry = RetryPolicy(timeout, None, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
         return None if settings.pagerduty_token else "PAGERDUTY_TOKEN is not set"
 
     def client(self, settings: Settings) -> HttpClient:
-        return HttpClient(
-            settings.pagerduty_api_url,
-            name=SOURCE_NAME,
+        return self.retry.client(
+            settings, settings.pagerduty_api_url, name=SOURCE_NAME,
             headers={
                 "Authorization": f"Token token={settings.pagerduty_token.get()}",
                 "Accept": "application/vnd.pagerduty+json;version=2",
             },
-            timeout=self.timeout or settings.http_timeout_seconds,
-            max_retries=settings.http_max_retries,
-            backoff_base=self.backoff_base,
-            max_wait=self.max_wait,
-            sleep=self.sleep,
         )
 
     def extract(self, day: date, ctx: ExtractContext) -> list[Incident | Quarantined]:
