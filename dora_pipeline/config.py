@@ -94,6 +94,12 @@ def _argocd_environment_from(value: str) -> str:
     )
 
 
+def _memory(value: str, name: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", value):
+        raise ConfigError(f"{name} must be a PostgreSQL memory size such as 64MB, got {value!r}")
+    return value
+
+
 def _webhook_url(value: str, name: str) -> str:
     # The URL is a credential (Slack's carries its token): the error never echoes it.
     if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
@@ -168,6 +174,7 @@ class Settings:
     webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     webhook_max_body_bytes: int = 65536
 
+    model_work_mem: str = "64MB"
     http_timeout_seconds: float = 30.0
     http_max_retries: int = 5
 
@@ -256,6 +263,7 @@ class Settings:
             survey_csv_dir=s("SURVEY_CSV_DIR"),
             webhook_secret=Secret(s("DORA_WEBHOOK_SECRET")),
             webhook_max_body_bytes=_int(env, "DORA_WEBHOOK_MAX_BODY_BYTES", 65536, minimum=1024),
+            model_work_mem=_memory(s("DORA_MODEL_WORK_MEM", "64MB"), "DORA_MODEL_WORK_MEM"),
             http_timeout_seconds=float(_int(env, "DORA_HTTP_TIMEOUT_SECONDS", 30, minimum=1)),
             http_max_retries=_int(env, "DORA_HTTP_MAX_RETRIES", 5),
         )

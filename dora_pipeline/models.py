@@ -211,8 +211,11 @@ def build_graph(models: Iterable[Model]) -> ModelGraph:
 
 
 def model_parameters(settings: Settings, as_of: datetime) -> dict[str, str]:
-    """Session settings the models read with current_setting('dora.<name>')."""
+    """Session settings the models read with current_setting('dora.<name>'), plus the
+    memory each build may sort and hash in (PostgreSQL's 4MB default spills the medians
+    of a large organisation to disk)."""
     return {
+        "work_mem": settings.model_work_mem,
         "dora.as_of": as_of.isoformat(),
         "dora.production_environments": settings.production_environments,
         "dora.incident_window_hours": str(settings.incident_window_hours),
