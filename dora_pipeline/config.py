@@ -117,6 +117,7 @@ class Settings:
     production_environments: str = DEFAULT_PRODUCTION_ENVIRONMENTS
     incident_window_hours: int = 24
     survey_min_respondents: int = 5
+    activity_min_authors: int = 3
     # Improvement-candidate rules (DORA_RULE_*, docs/published-schema.md): each
     # compares a component or group with its own history, never with other teams.
     rule_recent_days: int = 30
@@ -217,6 +218,7 @@ class Settings:
             production_environments=prod,
             incident_window_hours=_int(env, "DORA_INCIDENT_WINDOW_HOURS", 24, minimum=1),
             survey_min_respondents=_int(env, "DORA_SURVEY_MIN_RESPONDENTS", 5, minimum=1),
+            activity_min_authors=_int(env, "DORA_ACTIVITY_MIN_AUTHORS", 3, minimum=1),
             rule_recent_days=_int(env, "DORA_RULE_RECENT_DAYS", 30, minimum=1),
             rule_baseline_days=_int(env, "DORA_RULE_BASELINE_DAYS", 60, minimum=1),
             rule_min_sample=_int(env, "DORA_RULE_MIN_SAMPLE", 5, minimum=1),

@@ -220,6 +220,7 @@ def model_parameters(settings: Settings, as_of: datetime) -> dict[str, str]:
         "dora.production_environments": settings.production_environments,
         "dora.incident_window_hours": str(settings.incident_window_hours),
         "dora.survey_min_respondents": str(settings.survey_min_respondents),
+        "dora.activity_min_authors": str(settings.activity_min_authors),
         "dora.rule_recent_days": str(settings.rule_recent_days),
         "dora.rule_baseline_days": str(settings.rule_baseline_days),
         "dora.rule_min_sample": str(settings.rule_min_sample),

@@ -1092,6 +1092,8 @@ def activity_reason(column: str, row: Mapping[str, Any] | None) -> str:
         return "no activity yet"
     if not row.get("merged_prs"):
         return "no merged PRs"
+    if row.get("suppressed"):
+        return "suppressed (fewer than DORA_ACTIVITY_MIN_AUTHORS authors)"
     if "review" in column and not row.get("reviewed_prs", 1):
         return "no reviewed PRs"
     return "no data"

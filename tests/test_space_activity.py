@@ -15,8 +15,10 @@ from decimal import Decimal
 import pytest
 
 from dora_pipeline.records import CatalogEntity, PullRequest
+from dora_pipeline.warehouse import Warehouse
 
 from builders import UTC, build, component, deploy, group, load, member
+from conftest import settings_with
 
 D = Decimal
 WEEK1, WEEK2, WEEK3, WEEK4 = (datetime(2025, 3, d).date() for d in (3, 10, 17, 24))
@@ -63,8 +65,22 @@ def activity(warehouse):
         # a1 ships PRs 1-5 (first deploy after their merges); a2 never deploys
         deploy("a1", t(7, 18), f"{1:040x}"),
     ])
-    build(warehouse)
-    return warehouse
+    # The aggregates below are checked on weeks with one or two authors: no suppression here
+    # (test_weeks_with_fewer_than_k_authors_publish_counts_only covers it).
+    unsuppressed = Warehouse(settings_with(warehouse.settings, DORA_ACTIVITY_MIN_AUTHORS="1"))
+    build(unsuppressed)
+    return unsuppressed
+
+
+def test_weeks_with_fewer_than_k_authors_publish_counts_only(activity):
+    build(Warehouse(settings_with(activity.settings, DORA_ACTIVITY_MIN_AUTHORS="3")))
+    b = weekly(activity, "team-b")[WEEK1]  # one author: bob
+    assert b["suppressed"] is True and b["merged_prs"] == 1 and b["reviewed_prs"] == 1
+    assert b["median_pr_cycle_hours"] is None and b["cross_team_review_pct"] is None
+    assert b["median_pr_size_lines"] is None and b["cross_team_reviewed_prs"] is None
+    a = weekly(activity, "team-a")[WEEK1]  # ann (as ref and login), octocat, solo: three authors
+    assert a["suppressed"] is False and a["median_pr_cycle_hours"] is not None
+    assert weekly(activity, "team-a")[WEEK2]["suppressed"] is False  # no PRs: nothing to suppress
 
 
 def rows(warehouse, table: str, where: str, params: tuple) -> list[dict]:

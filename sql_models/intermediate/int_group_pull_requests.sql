@@ -9,6 +9,7 @@ select distinct
     r.first_review_at,                          -- first review
     r.merged_at,                                -- merged
     r.changed_lines,                            -- additions + deletions
+    r.author,                                   -- raw login, only to count distinct authors; never published
     r.cycle_hours,                              -- opened -> merged
     r.review_wait_hours,                        -- opened -> first review
     r.review_to_merge_hours,                    -- first review -> merged

@@ -33,6 +33,7 @@ select
     p.first_review_at,                          -- first review; NULL: merged without one
     p.merged_at,                                -- merged
     p.changed_lines,                            -- additions + deletions
+    coalesce(pe.author_user, lower(trim(p.author))) as author,  -- catalog user, else raw login: only to count distinct authors; never published
     extract(epoch from p.merged_at - p.opened_at) / 3600.0 as cycle_hours,  -- opened -> merged
     extract(epoch from p.first_review_at - p.opened_at) / 3600.0 as review_wait_hours,  -- opened -> first review
     extract(epoch from p.merged_at - p.first_review_at) / 3600.0 as review_to_merge_hours,  -- first review -> merged
