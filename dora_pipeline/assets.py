@@ -1,6 +1,8 @@
 """Dagster assets: one extract asset per source (partitioned by UTC day), one asset per
 SQL model (upstreams found by sqlglot), and the publication of the marts to
-``dora_metrics`` as one multi-asset (one transaction)."""
+``dora_metrics`` as one multi-asset (one transaction). Every asset reads the run plan of
+its run (``resolve_run_plan``: run tags, the backfill's range, else the latest extracted
+partition), so a model never takes its as_of from the wall clock (docs/operations.md)."""
 
 # No `from __future__ import annotations`: Dagster inspects the context and resource annotations at runtime.
 

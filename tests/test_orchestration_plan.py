@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -49,8 +51,8 @@ VENDOR_VARIABLES = (
 )  # fmt: skip
 
 
-@pytest.fixture
-def other_database(pg_server_url, template_db) -> str:
+@contextmanager
+def fresh_database(pg_server_url: str, template_db: str) -> Iterator[str]:
     """A second fresh, migrated database on the test server: the other front door's."""
     name = f"dora_other_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
@@ -61,11 +63,19 @@ def other_database(pg_server_url, template_db) -> str:
         )
     params = conninfo_to_dict(pg_server_url)
     params["dbname"] = name
-    yield make_conninfo(**params)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
-        )
+    try:
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def other_database(pg_server_url, template_db) -> Iterator[str]:
+    with fresh_database(pg_server_url, template_db) as url:
+        yield url
 
 
 def environment(settings: Settings, monkeypatch, url: str, **extra: str) -> dict[str, str]:
