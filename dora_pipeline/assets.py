@@ -1,33 +1,53 @@
 """Dagster assets: one extract asset per source (partitioned by UTC day), one asset per
 SQL model (upstreams found by sqlglot), and the publication of the marts to
-``dora_metrics`` as one multi-asset (one transaction)."""
+``dora_metrics`` as one multi-asset (one transaction). Every asset reads the run plan of
+its run (``resolve_run_plan``: run tags, the backfill's range, else the latest extracted
+partition), so a model never takes its as_of from the wall clock (docs/operations.md)."""
 
 # No `from __future__ import annotations`: Dagster inspects the context and resource annotations at runtime.
 
 import warnings
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import psycopg
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
     AutomationCondition,
     BackfillPolicy,
     BetaWarning,
+    DagsterInstance,
     DailyPartitionsDefinition,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
 
+# The tags Dagster sets on a single run over a partition range (a single-run backfill,
+# `dagster asset materialize --partition-range`), on a one-partition run, and on every
+# run a backfill launches.
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    BACKFILL_ID_TAG,
+    PARTITION_NAME_TAG,
+)
+
 from .config import Settings
 from .models import Model, ModelGraph, build_model, load_models, model_parameters, publish
-from .pipeline import extract_partition
+from .pipeline import RunPlan, extract_partition, latest_extracted_day, planned_days
 from .resources import WarehouseResource
 from .sources import Source, all_sources
+from .warehouse import Warehouse
 
 PUBLISHED_GROUP = "published"
 # Dagster concurrency pool of every model build and the publish. The instance limits it
@@ -49,7 +69,101 @@ def published_key(model: Model) -> AssetKey:
 
 
 def daily_partitions(settings: Settings) -> DailyPartitionsDefinition:
-    return DailyPartitionsDefinition(start_date=settings.partitions_start, timezone="UTC", end_offset=1)
+    """UTC days from DORA_PARTITIONS_START to the last complete one (end_offset 0: the
+    partition of a day exists once the day has ended)."""
+    return DailyPartitionsDefinition(start_date=settings.partitions_start, timezone="UTC")
+
+
+# ---------------------------------------------------------------- the run plan of a Dagster run
+
+AS_OF_TAG = "dora/as_of"
+CONFIGURED_CHECK = "configured"
+
+
+def run_plan_tags(plan: RunPlan) -> dict[str, str]:
+    """The run plan as run tags (shown on the run's page): the partition range Dagster's
+    single-run backfills use, and the as_of every model of the run reads."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: plan.start.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: plan.end.isoformat(),
+        AS_OF_TAG: plan.as_of.isoformat(),
+    }
+
+
+def plan_from_tags(tags: Mapping[str, str]) -> RunPlan | None:
+    """The plan a run's tags state: ``dora/as_of``, a partition range, or one partition.
+    None when they state none (a backfill's model run, a rebuild, a manual click)."""
+    start = tags.get(ASSET_PARTITION_RANGE_START_TAG) or tags.get(PARTITION_NAME_TAG)
+    end = tags.get(ASSET_PARTITION_RANGE_END_TAG) or tags.get(PARTITION_NAME_TAG)
+    as_of = _as_of(tags[AS_OF_TAG]) if tags.get(AS_OF_TAG) else None
+    if start and end:
+        return RunPlan.for_range(_day(start), _day(end), as_of)
+    if as_of is not None:
+        return RunPlan.for_range(as_of.date(), as_of.date(), as_of)
+    return None
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Failure(f"run tag: {value!r} is not a daily partition key (YYYY-MM-DD)") from None
+
+
+def _as_of(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Failure(f"run tag {AS_OF_TAG}: {value!r} is not an ISO date or timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _backfill_plan(context: AssetExecutionContext, backfill_id: str) -> RunPlan | None:
+    """A backfill launches its models in a run of their own, without partition tags: the
+    plan is the range the backfill targets."""
+    backfill = context.instance.get_backfill(backfill_id)
+    if backfill is None:
+        return None
+    keys = set(backfill.partition_names or ())
+    if backfill.is_asset_backfill:
+        target = backfill.get_asset_backfill_data(context.repository_def.asset_graph).target_subset
+        for subset in target.partitions_subsets_by_asset_key.values():
+            keys.update(subset.get_partition_keys())
+    if not keys:
+        return None
+    ordered = sorted(_day(key) for key in keys)
+    return RunPlan.for_range(ordered[0], ordered[-1])
+
+
+def resolve_run_plan(context: AssetExecutionContext, wh: Warehouse) -> RunPlan:
+    """The run plan of this run, the same for every step of it.
+
+    From the run's tags; for a backfill's model run, from the backfill's range; else (a
+    rebuild after extract-only runs, a model materialized on its own) from the latest
+    partition in dora_raw.extract_log. The first step that derives it writes it to the
+    run's ``dora/as_of`` tag, so later steps (and the UI) read the same value.
+    """
+    tags = _current_tags(context.instance, context.run_id) or context.run.tags
+    plan = plan_from_tags(tags)
+    if plan is None and tags.get(BACKFILL_ID_TAG):
+        plan = _backfill_plan(context, tags[BACKFILL_ID_TAG])
+    if plan is None:
+        latest = latest_extracted_day(wh)
+        if latest is None:
+            raise Failure(
+                "no as_of for this run: it names no partitions and dora_raw.extract_log holds "
+                "none yet. Materialize an extract partition first, or launch the run with the "
+                f"tag {AS_OF_TAG}=YYYY-MM-DD."
+            )
+        plan = RunPlan.for_latest(latest)
+    if tags.get(AS_OF_TAG) != plan.as_of.isoformat():
+        context.instance.add_run_tags(context.run_id, {AS_OF_TAG: plan.as_of.isoformat()})
+    return plan
+
+
+def _current_tags(instance: DagsterInstance, run_id: str) -> Mapping[str, str] | None:
+    run = instance.get_run_by_id(run_id)
+    return run.tags if run is not None else None
 
 
 def rebuild_after_upstream() -> AutomationCondition:
@@ -66,8 +180,10 @@ def rebuild_after_upstream() -> AutomationCondition:
 
 
 def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> AssetsDefinition:
+    key = extract_key(source)
+
     @asset(
-        key=extract_key(source),
+        key=key,
         description=f"{source.description or source.name} Writes dora_raw: {', '.join(source.writes)}.",
         partitions_def=partitions if source.partitioned else None,
         # A backfill is one run that extracts its days in order: `dagster asset materialize
@@ -75,44 +191,83 @@ def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> Ass
         backfill_policy=BackfillPolicy.single_run(),
         group_name="extract",
         kinds={"python", "postgres"},
+        check_specs=[
+            AssetCheckSpec(
+                CONFIGURED_CHECK,
+                asset=key,
+                description=(
+                    "WARN when the source has no credentials: the run wrote nothing for it, "
+                    "so its materialization is not an extract."
+                ),
+            )
+        ],
     )
-    def _extract(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        wh = warehouse.warehouse()
-        wh.migrate()
-        days = (
-            [date.fromisoformat(key) for key in context.partition_keys]
-            if source.partitioned
-            else [datetime.now(UTC).date()]
-        )
+    def _extract(context: AssetExecutionContext, warehouse: WarehouseResource):
+        wh = warehouse.migrated_warehouse()
         reason = source.skip_reason(wh.settings)
         if reason:
-            context.log.info(f"source {source.name} skipped: {reason}")
-            return MaterializeResult(metadata={"skipped": reason, "rows": 0})
+            # Still a materialization: a missing output would skip every model downstream
+            # in the run. The failed WARN check is what the asset graph shows.
+            context.log.warning(f"source {source.name} is not configured: {reason}")
+            yield MaterializeResult(metadata={"configured": False, "skipped": reason, "rows": 0})
+            yield _configured_check(reason)
+            return
+        plan = resolve_run_plan(context, wh)
+        if source.partitioned:
+            keys = context.partition_keys
+            plan = RunPlan.for_range(_day(keys[0]), _day(keys[-1]), plan.as_of)
+        days = planned_days(wh, plan, source)
         loads = []
         for day in days:  # each day lands whole, in its own transaction
             load = extract_partition(wh, source, day)
             context.log.info(f"{source.name} {day}: {load.total_rows} rows, {load.quarantined} quarantined")
             loads.append(load)
-        rows_by_table: dict[str, int] = {}
-        for load in loads:
-            for table, count in load.rows.items():
-                rows_by_table[table] = rows_by_table.get(table, 0) + count
-        metadata = {
-            "rows": sum(load.total_rows for load in loads),
-            "quarantined": sum(load.quarantined for load in loads),
-            "rows_by_table": rows_by_table,
-            "partition": days[0].isoformat() if len(days) == 1 else f"{days[0]}...{days[-1]}",
-        }
-        if len(loads) > 1:
-            metadata["rows_by_day"] = MetadataValue.md(
-                "| day | rows | quarantined |\n|---|---|---|\n"
-                + "\n".join(f"| {load.partition_date} | {load.total_rows} | {load.quarantined} |" for load in loads)
-            )
-        with wh.connection() as conn:
-            metadata.update(_extract_log_summary(conn, source.name))
-        return MaterializeResult(metadata=metadata)
+        revisited = [load for load in loads if source.partitioned and load.partition_date < plan.start]
+        for load in revisited:  # the partition's own history shows the re-extract
+            context.log_event(AssetMaterialization(
+                key, partition=load.partition_date.isoformat(),
+                description="re-extracted: the day still held an open incident",
+                metadata={"rows": load.total_rows, "quarantined": load.quarantined},
+            ))
+        yield MaterializeResult(metadata=_extract_metadata(wh, source.name, loads, revisited))
+        yield _configured_check(None)
 
     return _extract
+
+
+def _configured_check(reason: str | None) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=CONFIGURED_CHECK,
+        passed=reason is None,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"source not configured": reason} if reason else {},
+    )
+
+
+def _extract_metadata(wh: Warehouse, source: str, loads: list, revisited: list) -> dict:
+    rows_by_table: dict[str, int] = {}
+    for load in loads:
+        for table, count in load.rows.items():
+            rows_by_table[table] = rows_by_table.get(table, 0) + count
+    ranged = [load for load in loads if load not in revisited] if revisited else loads
+    first, last = ranged[0].partition_date, ranged[-1].partition_date
+    metadata = {
+        "configured": True,
+        "rows": sum(load.total_rows for load in loads),
+        "quarantined": sum(load.quarantined for load in loads),
+        "rows_by_table": rows_by_table,
+        "partition": first.isoformat() if first == last else f"{first}...{last}",
+    }
+    if revisited:
+        metadata["revisited_open_incident_days"] = ", ".join(str(load.partition_date) for load in revisited)
+    if len(loads) > 1:
+        metadata["rows_by_day"] = MetadataValue.md(
+            "| day | rows | quarantined |\n|---|---|---|\n"
+            + "\n".join(f"| {load.partition_date} | {load.total_rows} | {load.quarantined} |" for load in loads)
+        )
+    with wh.connection() as conn:
+        metadata.update(_extract_log_summary(conn, source))
+    return metadata
 
 
 def _extract_log_summary(conn, source: str) -> dict:
@@ -145,8 +300,8 @@ def _model_asset(model: Model, graph: ModelGraph, writers: dict[str, list[AssetK
         pool=MODEL_POOL,
     )
     def _build(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
-        wh = warehouse.warehouse()
-        as_of = datetime.now(UTC)
+        wh = warehouse.migrated_warehouse()
+        as_of = resolve_run_plan(context, wh).as_of  # never the wall clock: docs/operations.md
         with wh.connection() as conn:
             rows = build_model(conn, model, model_parameters(wh.settings, as_of))
         return MaterializeResult(metadata={"rows": rows, "table": model.qualified, "as_of": as_of.isoformat()})
@@ -173,7 +328,8 @@ def _publish_asset(graph: ModelGraph) -> AssetsDefinition:
     )
     def _publish(context: AssetExecutionContext, warehouse: WarehouseResource):
         """Copy every mart into dora_metrics in one transaction."""
-        wh = warehouse.warehouse()
+        wh = warehouse.migrated_warehouse()
+        as_of = resolve_run_plan(context, wh).as_of
         with wh.connection() as conn:
             counts = publish(conn, marts, wh.settings.reader_role)
             preview = _team_preview(conn)
@@ -186,7 +342,7 @@ def _publish_asset(graph: ModelGraph) -> AssetsDefinition:
                 )
             }
         for model in marts:
-            metadata = {"rows": counts[model.name]}
+            metadata = {"rows": counts[model.name], "as_of": as_of.isoformat()}
             if model.name == "team_metrics" and preview:
                 metadata["preview"] = MetadataValue.md(preview)
             metadata.update(trends.get(model.name, {}))

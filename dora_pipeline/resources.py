@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -34,5 +36,17 @@ class WarehouseResource(ConfigurableResource):
 
         return Settings.from_env({**os.environ, **env})
 
+    # Warehouse URLs this process has migrated: a run migrates once, whichever step runs
+    # first (a model can come before any extract, e.g. dora_marts/benchmarks).
+    _migrated: ClassVar[set[str]] = set()
+
     def warehouse(self) -> Warehouse:
         return Warehouse(self.settings())
+
+    def migrated_warehouse(self) -> Warehouse:
+        """The warehouse, its migrations applied once per process."""
+        wh = self.warehouse()
+        if wh.url not in self._migrated:
+            wh.migrate()
+            self._migrated.add(wh.url)
+        return wh

@@ -8,7 +8,9 @@
   ``DORA_ALERT_WEBHOOK_URL`` when a run of this code location fails; off when unset.
 - ``rebuild_models`` evaluates the models' automation condition
   (``assets.rebuild_after_upstream``): after a run or backfill of extract partitions that
-  did not include the models, the models and the publish run once it has finished.
+  did not include the models, the models and the publish run once it has finished. That
+  run names no partitions: its as_of is the day after the latest partition in
+  ``dora_raw.extract_log`` (``assets.resolve_run_plan``), written to its ``dora/as_of`` tag.
 """
 
 # No `from __future__ import annotations`: Dagster inspects the context annotations at runtime.
@@ -169,6 +171,7 @@ def rebuild_models_sensor(selection: AssetSelection) -> AutomationConditionSenso
         minimum_interval_seconds=60,
         description=(
             "Rebuilds the models and publishes after a run or backfill of extract partitions "
-            "that did not include them, once no extract is still running."
+            "that did not include them, once no extract is still running; as of the day after "
+            "the latest extracted partition (run tag dora/as_of)."
         ),
     )

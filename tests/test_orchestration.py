@@ -4,7 +4,7 @@ condition that rebuilds the models after an extract-only run."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -26,7 +26,6 @@ from dora_pipeline.assets import daily_partitions
 from dora_pipeline.config import Settings
 from dora_pipeline.definitions import build_definitions
 from dora_pipeline.resources import WarehouseResource
-from dora_pipeline.schedules import nightly_days
 from dora_pipeline.sources import all_sources
 
 SYNTHETIC = AssetKey(["dora_raw", "synthetic"])
@@ -84,7 +83,7 @@ def test_definitions_wire_partitions_checks_schedules_and_sensors(defs):
         assert node.backfill_policy.max_partitions_per_run is None  # single run
         assert (node.partitions_def is not None) == source.partitioned
         checks = {k.name for k in graph.asset_check_keys if k.asset_key == node.key}
-        assert checks == {"silent_crash", "fresh", "quarantine_growth"}
+        assert checks == {"configured", "silent_crash", "fresh", "quarantine_growth"}
     # Models: all partitions of their raw inputs, rebuilt by the automation condition.
     stg = graph.get(AssetKey(["dora_staging", "stg_deployments"]))
     assert stg.partitions_def is None and stg.automation_condition is not None
@@ -101,23 +100,12 @@ def test_definitions_wire_partitions_checks_schedules_and_sensors(defs):
     assert [n.name for n in freshness.graph.nodes] and all(n.name.endswith("_fresh") for n in freshness.graph.nodes)
 
 
-def test_nightly_days_cover_yesterday_and_the_look_back():
-    first = date(2025, 1, 1)
-    assert nightly_days(TICK, 3, first) == (date(2025, 3, 6), date(2025, 3, 9))
-    assert nightly_days(TICK, 0, first) == (date(2025, 3, 9), date(2025, 3, 9))
-    # Never before the first partition; nothing at all on its first day.
-    assert nightly_days(datetime(2025, 1, 3, 3, tzinfo=UTC), 3, first) == (first, date(2025, 1, 2))
-    assert nightly_days(datetime(2025, 1, 1, 3, tzinfo=UTC), 3, first) is None
-    # The day is the UTC day whatever the tick's zone.
-    late_evening_in_new_york = datetime.fromisoformat("2025-03-09T22:00:00-05:00")
-    assert nightly_days(late_evening_in_new_york, 0, first) == (date(2025, 3, 9), date(2025, 3, 9))
-
-
 def test_nightly_schedule_requests_the_configured_sources_for_yesterday_plus_look_back(defs, monkeypatch):
     request = nightly_request(defs)
     assert isinstance(request, RunRequest)
     assert request.run_key == "nightly-2025-03-09"
     assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2025-03-06", "2025-03-09")
+    assert request.tags["dora/as_of"] == "2025-03-10T00:00:00+00:00"  # the tick's day, 00:00 UTC
     assert range_keys(request) == ["2025-03-06", "2025-03-07", "2025-03-08", "2025-03-09"]
     selected = set(request.asset_selection)
     assert len(selected) == len(request.asset_selection)  # no duplicates
