@@ -76,9 +76,9 @@ def test_a_first_landing_copies_straight_in_and_a_collision_falls_back_to_the_up
     through the staging table + upsert with the same outcome (nothing lost, no error)."""
     from datetime import UTC, date, datetime, timedelta
 
-    from builders import at, deploy
-
     from dora_pipeline.loader import load_partition
+
+    from builders import at, deploy
 
     now = datetime(2025, 6, 1, tzinfo=UTC)
     day = date(2025, 3, 1)
