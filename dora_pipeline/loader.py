@@ -1,8 +1,10 @@
 """The one load path every source uses.
 
 Per partition, in one transaction: validate each record (failures go to
-``dora_raw.quarantine`` with the reason), COPY the good ones into a temporary table,
-then one ``INSERT … ON CONFLICT`` per raw table. A partition lands whole or not at all,
+``dora_raw.quarantine`` with the reason), then land the good ones: a partition landed
+for the first time is COPYed straight into its raw tables; a re-extracted one (or one
+whose keys exist already) is COPYed into a temporary table and merged with one
+``INSERT … ON CONFLICT`` per raw table. A partition lands whole or not at all,
 and re-running it yields the same rows: natural keys upsert, the partition's old
 quarantine rows are replaced, and unchanged rows are not rewritten.
 """
@@ -230,11 +232,13 @@ def load_partition(
     nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_lock_id(source, partition_date),))
+        fresh = not partial and _first_load(conn, source, partition_date)
         for table, rows in batches.items():
             if table == "incident_components" and incident_ids:
                 _replace_incident_components(conn, incident_ids)
             if rows:
-                result.rows[table] = _upsert(conn, TABLES[table], rows, nested)
+                direct = fresh and table not in snapshot_tables
+                result.rows[table] = _land(conn, TABLES[table], rows, nested, direct)
             if table in snapshot_tables:
                 _delete_missing(conn, TABLES[table], source, rows)
         if partial:
@@ -345,6 +349,60 @@ def _binary_safe(rows: list[tuple], types: list[str]) -> bool:
     return True
 
 
+def _first_load(conn: psycopg.Connection, source: str, partition_date: date) -> bool:
+    """Whether this partition of this source was never landed before (no extract_log row)."""
+    return (
+        conn.execute(
+            "select 1 from dora_raw.extract_log where source = %s and partition_date = %s",
+            (source, partition_date),
+        ).fetchone()
+        is None
+    )
+
+
+def _column_types(conn: psycopg.Connection, relation: str, spec: TableSpec) -> list[str]:
+    """The types of ``spec``'s columns in ``relation``, in the spec's order."""
+    return [
+        t for (t,) in conn.execute(
+            "select format_type(a.atttypid, a.atttypmod)"
+            " from unnest(%s::text[]) with ordinality as c(name, n)"
+            " join pg_attribute as a on a.attrelid = %s::regclass and a.attname = c.name"
+            " and not a.attisdropped order by c.n",
+            (list(spec.columns), relation),
+        )
+    ]
+
+
+def _copy_rows(conn: psycopg.Connection, target: sql.Composable, spec: TableSpec, ordered: list[tuple],
+               types: list[str]) -> None:
+    """COPY ``ordered`` into ``target``: binary when it lands exactly what text would."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    binary = _binary_safe(ordered, types)
+    statement = sql.SQL("copy {} ({}) from stdin" + (" (format binary)" if binary else "")).format(target, cols)
+    with conn.cursor().copy(statement) as copy:
+        if binary:
+            copy.set_types(types)
+        for row in ordered:
+            copy.write_row(row)
+
+
+def _land(conn: psycopg.Connection, spec: TableSpec, rows: dict[tuple, tuple], nested: bool, direct: bool) -> int:
+    """Land ``rows`` in their raw table. A partition landed for the first time is COPYed
+    straight into the raw table (one write per row instead of two); should any of its keys
+    exist already (an event another partition delivered), the savepoint rolls that back
+    and the staging table + upsert path lands the batch, so the outcome is the same."""
+    if direct:
+        ordered = _ordered(rows)
+        types = _column_types(conn, f"dora_raw.{spec.name}", spec)
+        try:
+            with conn.transaction():  # a savepoint
+                _copy_rows(conn, sql.Identifier("dora_raw", spec.name), spec, ordered, types)
+            return len(rows)
+        except psycopg.errors.UniqueViolation:
+            log.debug("partition not new for dora_raw.%s: landing it through the upsert", spec.name)
+    return _upsert(conn, spec, rows, nested)
+
+
 def _upsert(conn: psycopg.Connection, spec: TableSpec, rows: dict[tuple, tuple], nested: bool) -> int:
     target = sql.Identifier("dora_raw", spec.name)
     temp = sql.Identifier(spec.staging_table)
@@ -359,21 +417,7 @@ def _upsert(conn: psycopg.Connection, spec: TableSpec, rows: dict[tuple, tuple],
     )
     if nested:  # inside the caller's transaction: no commit has emptied it since its last use
         conn.execute(sql.SQL("delete from {}").format(temp))
-    ordered = _ordered(rows)
-    types = [
-        t for (t,) in conn.execute(
-            "select format_type(atttypid, atttypmod) from pg_attribute"
-            " where attrelid = %s::regclass and attnum > 0 and not attisdropped order by attnum",
-            (spec.staging_table,),
-        )
-    ]
-    binary = _binary_safe(ordered, types)
-    statement = sql.SQL("copy {} ({}) from stdin" + (" (format binary)" if binary else "")).format(temp, cols)
-    with conn.cursor().copy(statement) as copy:
-        if binary:
-            copy.set_types(types)
-        for row in ordered:
-            copy.write_row(row)
+    _copy_rows(conn, temp, spec, _ordered(rows), _column_types(conn, spec.staging_table, spec))
     non_key = [c for c in spec.columns if c not in spec.key]
     if non_key:
         action = sql.SQL(

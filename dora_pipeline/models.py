@@ -9,19 +9,27 @@
   migration (``dora_raw.*``, ``dora_lib.*``); anything else, a parse error, more than one
   statement, a non-SELECT or a cycle fails with the file name and the reason.
 - The leading ``/* ... */`` comment is the model's description; a line in it of the form
-  ``index: col_a, col_b`` adds an index on the built table. A trailing ``-- comment`` on
-  a select column documents that column. Both become ``COMMENT ON`` and Dagster
-  descriptions.
+  ``index: col_a, col_b`` adds an index on the built table, and ``grain: col_a, col_b``
+  declares the columns that identify a row: the engine audits that no two rows share
+  them after every build, and a violated grain fails the build (nothing is swapped in,
+  nothing published). A trailing ``-- comment`` on a select column documents that
+  column. Both become ``COMMENT ON`` and Dagster descriptions.
 - Run-time parameters reach the SQL as session settings read with
-  ``current_setting('dora.<name>')`` (see ``model_parameters``), so models stay plain SQL.
+  ``current_setting('dora.<name>')``. They are declared once, in ``MODEL_PARAMETERS``;
+  a model reading an undeclared one fails at parse time with its file name.
+- A model's ``code_version`` is the hash of its SQL, so Dagster shows which models
+  changed since they were last built.
+- Staging, intermediate and private mart tables are rebuilt from raw on every run, so
+  they are UNLOGGED (no WAL); only ``dora_metrics`` is logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -63,6 +71,14 @@ class Model:
     column_comments: Mapping[str, str]
     depends_on: frozenset[str]  # qualified schema.table
     indexes: tuple[tuple[str, ...], ...] = ()
+    grain: tuple[str, ...] = ()  # columns that identify a row; audited after every build
+    parameters: frozenset[str] = frozenset()  # dora.* settings the SQL reads
+    columns: tuple[str, ...] = ()  # output columns, when the SELECT names them (no *)
+
+    @property
+    def code_version(self) -> str:
+        """Hash of the model's SQL (Dagster's code_version): changes when the file does."""
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()[:16]
 
     @property
     def schema(self) -> str:
@@ -98,6 +114,8 @@ class ModelGraph:
 
 _DESCRIPTION_RE = re.compile(r"^\s*/\*(.*?)\*/", re.S)
 _INDEX_RE = re.compile(r"^\s*index:\s*(.+)$", re.M | re.I)
+# Lower-case and identifiers only, so prose such as "Grain: one row per ..." stays prose.
+_GRAIN_RE = re.compile(r"^\s*grain:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
 
 
 @cache
@@ -146,12 +164,23 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
     indexes = tuple(
         tuple(c.strip() for c in m.group(1).split(",") if c.strip()) for m in _INDEX_RE.finditer(description)
     )
-    description = _INDEX_RE.sub("", description).strip()
+    grains = [tuple(c.strip().lower() for c in m.group(1).split(",") if c.strip()) for m in _GRAIN_RE.finditer(description)]
+    if len(grains) > 1:
+        raise ModelError(f"{where}: declares its grain {len(grains)} times (one 'grain:' line)")
+    description = _GRAIN_RE.sub("", _INDEX_RE.sub("", description)).strip()
+    parameters = _parameters_read(statement, where)
     columns = {}
-    if isinstance(statement, exp.Select):
-        for projection in statement.expressions:
-            if projection.comments:
-                columns[projection.alias_or_name] = " ".join(c.strip() for c in projection.comments)
+    outputs: list[str] = []
+    # A UNION's columns (and their comments) are its first SELECT's.
+    for projection in statement.selects:
+        outputs.append(projection.alias_or_name.lower())
+        if projection.comments:
+            columns[projection.alias_or_name] = " ".join(c.strip() for c in projection.comments)
+    grain = grains[0] if grains else ()
+    if grain and outputs and "*" not in outputs:
+        unknown = [c for c in grain if c not in outputs]
+        if unknown:
+            raise ModelError(f"{where}: grain names {', '.join(unknown)}, not a column of the model")
     return Model(
         name=path.stem.lower(),
         layer=layer,
@@ -161,7 +190,29 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         column_comments=columns,
         depends_on=frozenset(depends),
         indexes=indexes,
+        grain=grain,
+        parameters=parameters,
+        columns=tuple(outputs) if "*" not in outputs else (),
     )
+
+
+def _parameters_read(statement: exp.Expression, where: str) -> frozenset[str]:
+    """The dora.* settings ``statement`` reads; an undeclared one is an error."""
+    found = set()
+    for call in statement.find_all(exp.Anonymous):
+        if call.name.lower() != "current_setting" or not call.expressions:
+            continue
+        name = call.expressions[0]
+        if not isinstance(name, exp.Literal) or not name.is_string:
+            raise ModelError(f"{where}: current_setting() must name its setting as a string literal")
+        found.add(name.this)
+    undeclared = sorted(n for n in found if n not in MODEL_PARAMETERS)
+    if undeclared:
+        raise ModelError(
+            f"{where}: reads undeclared parameter(s) {', '.join(undeclared)} "
+            "(declare them in dora_pipeline/models.py MODEL_PARAMETERS)"
+        )
+    return frozenset(found)
 
 
 def load_models(directory: Path = MODELS_DIR) -> ModelGraph:
@@ -210,30 +261,36 @@ def build_graph(models: Iterable[Model]) -> ModelGraph:
     return ModelGraph(by_name, order)
 
 
+# Every session setting a model may read with current_setting('dora.<name>'): the one
+# declaration of the models' parameters (a model reading anything else fails to parse).
+MODEL_PARAMETERS: dict[str, Callable[[Settings, datetime], object]] = {
+    "dora.as_of": lambda s, as_of: as_of.isoformat(),
+    "dora.production_environments": lambda s, _: s.production_environments,
+    "dora.incident_window_hours": lambda s, _: s.incident_window_hours,
+    "dora.survey_min_respondents": lambda s, _: s.survey_min_respondents,
+    "dora.activity_min_authors": lambda s, _: s.activity_min_authors,
+    "dora.rule_recent_days": lambda s, _: s.rule_recent_days,
+    "dora.rule_baseline_days": lambda s, _: s.rule_baseline_days,
+    "dora.rule_min_sample": lambda s, _: s.rule_min_sample,
+    "dora.rule_min_incidents": lambda s, _: s.rule_min_incidents,
+    "dora.rule_review_wait_hours": lambda s, _: s.rule_review_wait_hours,
+    "dora.rule_change_failure_pct": lambda s, _: s.rule_change_failure_pct,
+    "dora.rule_restore_minutes": lambda s, _: s.rule_restore_minutes,
+    "dora.rule_low_deploys_per_week": lambda s, _: s.rule_low_deploys_per_week,
+    "dora.rule_large_pr_lines": lambda s, _: s.rule_large_pr_lines,
+    "dora.rule_lead_time_coverage_pct": lambda s, _: s.rule_lead_time_coverage_pct,
+    "dora.rule_survey_response_pct": lambda s, _: s.rule_survey_response_pct,
+    "dora.rule_trend_ratio": lambda s, _: s.rule_trend_ratio,
+}
+
+
 def model_parameters(settings: Settings, as_of: datetime) -> dict[str, str]:
     """Session settings the models read with current_setting('dora.<name>'), plus the
     memory each build may sort and hash in (PostgreSQL's 4MB default spills the medians
     of a large organisation to disk)."""
-    return {
-        "work_mem": settings.model_work_mem,
-        "dora.as_of": as_of.isoformat(),
-        "dora.production_environments": settings.production_environments,
-        "dora.incident_window_hours": str(settings.incident_window_hours),
-        "dora.survey_min_respondents": str(settings.survey_min_respondents),
-        "dora.activity_min_authors": str(settings.activity_min_authors),
-        "dora.rule_recent_days": str(settings.rule_recent_days),
-        "dora.rule_baseline_days": str(settings.rule_baseline_days),
-        "dora.rule_min_sample": str(settings.rule_min_sample),
-        "dora.rule_min_incidents": str(settings.rule_min_incidents),
-        "dora.rule_review_wait_hours": str(settings.rule_review_wait_hours),
-        "dora.rule_change_failure_pct": str(settings.rule_change_failure_pct),
-        "dora.rule_restore_minutes": str(settings.rule_restore_minutes),
-        "dora.rule_low_deploys_per_week": str(settings.rule_low_deploys_per_week),
-        "dora.rule_large_pr_lines": str(settings.rule_large_pr_lines),
-        "dora.rule_lead_time_coverage_pct": str(settings.rule_lead_time_coverage_pct),
-        "dora.rule_survey_response_pct": str(settings.rule_survey_response_pct),
-        "dora.rule_trend_ratio": str(settings.rule_trend_ratio),
-    }
+    params = {"work_mem": settings.model_work_mem}
+    params.update({name: str(value(settings, as_of)) for name, value in MODEL_PARAMETERS.items()})
+    return params
 
 
 def _set_parameters(conn: psycopg.Connection, params: Mapping[str, str]) -> None:
@@ -265,14 +322,16 @@ def build_model(conn: psycopg.Connection, model: Model, params: Mapping[str, str
     building = sql.Identifier(model.schema, staging_name)
     started = time.monotonic()
     with conn.transaction():
+        _refuse_crash_emptied_upstreams(conn, model)
         _set_parameters(conn, params)
         conn.execute(sql.SQL("create schema if not exists {}").format(schema))
         conn.execute(sql.SQL("drop table if exists {}").format(building))
         try:
-            conn.execute(sql.SQL("create table {} as ").format(building) + sql.SQL(model.sql))
+            conn.execute(sql.SQL("create unlogged table {} as ").format(building) + sql.SQL(model.sql))
         except psycopg.Error as exc:
             message = (exc.diag.message_primary or str(exc)).strip()
             raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
+        audit_grain(conn, model, building)
         for i, columns in enumerate(model.indexes):
             conn.execute(
                 sql.SQL("create index {} on {} ({})").format(
@@ -296,6 +355,60 @@ def build_model(conn: psycopg.Connection, model: Model, params: Mapping[str, str
         rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
     log.debug("model %s built: %d rows in %.2fs", model.qualified, rows, time.monotonic() - started)
     return rows
+
+
+def _refuse_crash_emptied_upstreams(conn: psycopg.Connection, model: Model) -> None:
+    """Build tables are UNLOGGED: a server crash empties them. Building on such an
+    upstream would publish empty numbers, so refuse; a run that builds the upstream
+    first (every full run does) never gets here. The sign: ANALYZE at build time left
+    relpages > 0 in pg_class, which crash recovery does not reset, yet the heap is empty."""
+    upstream = [d for d in model.depends_on if d.split(".", 1)[0] in LAYER_SCHEMAS.values()]
+    if not upstream:
+        return
+    emptied = conn.execute(
+        """
+        select n.nspname || '.' || c.relname
+        from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+        where c.relpersistence = 'u' and c.relkind = 'r' and c.relpages > 0
+          and pg_relation_size(c.oid) = 0
+          and (n.nspname || '.' || c.relname) = any(%s)
+        order by 1
+        """,
+        (upstream,),
+    ).fetchall()
+    if emptied:
+        names = ", ".join(row[0] for row in emptied)
+        raise ModelError(
+            f"{model.layer}/{model.path.name}: upstream {names} was emptied by a server restart "
+            "after a crash (build tables are unlogged); rebuild the upstream models first "
+            "(`dora-pipeline run` rebuilds them all)"
+        )
+
+
+def grain_violations(conn: psycopg.Connection, model: Model, table: sql.Composable) -> tuple[int, list[tuple]]:
+    """The number of grain keys shared by more than one row of ``table``, and up to 3 of
+    them (a SQLMesh-style audit: the query returns the bad rows; none means pass)."""
+    if not model.grain:
+        return 0, []
+    columns = sql.SQL(", ").join(map(sql.Identifier, model.grain))
+    rows = conn.execute(
+        sql.SQL(
+            "select {cols}, count(*) over () as keys from {table} group by {cols} having count(*) > 1"
+            " order by {cols} limit 3"
+        ).format(cols=columns, table=table)
+    ).fetchall()
+    return (rows[0][-1] if rows else 0), [row[:-1] for row in rows]
+
+
+def audit_grain(conn: psycopg.Connection, model: Model, table: sql.Composable) -> None:
+    """Fail the build when two rows share the model's declared grain."""
+    count, examples = grain_violations(conn, model, table)
+    if count:
+        shown = "; ".join("(" + ", ".join(map(str, key)) + ")" for key in examples)
+        raise ModelError(
+            f"{model.layer}/{model.path.name}: grain ({', '.join(model.grain)}) violated: "
+            f"{count} key(s) on more than one row, e.g. {shown}"
+        )
 
 
 def publish(conn: psycopg.Connection, marts: list[Model], reader_role: str) -> dict[str, int]:

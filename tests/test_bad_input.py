@@ -340,7 +340,7 @@ REVIEWED_SQL_FORMATTING = {
     ("report_text.py", "print_tables"): "column names from the module's _COLUMNS constant",
     ("assets.py", "_organisation_medians"): "column names from the module's _MEASURES constant",
     ("assets.py", "_component_medians"): "column names from the module's _MEASURES constant",
-    ("loader.py", "_upsert"): "a literal COPY option",
+    ("loader.py", "_copy_rows"): "a literal COPY option",
     ("models.py", "build_model"): "the model's SELECT, read from sql_models/ in the repository",
 }
 

@@ -142,3 +142,45 @@ def _wait_until_reaped(pgdata: Path) -> None:
     deadline = time.monotonic() + 60
     while psutil.pid_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+def test_a_crash_empties_unlogged_build_tables_and_a_partial_build_refuses_them(tmp_path, homes, capsys):
+    """Build tables are UNLOGGED (no WAL): crash recovery empties them. A mart built on its
+    own afterwards (a single asset materialised in Dagster) must refuse the emptied
+    upstream instead of publishing zeros; a full run rebuilds everything."""
+    import signal
+    from datetime import UTC, datetime
+
+    from dora_pipeline.models import ModelError, build_model, load_models, model_parameters
+
+    settings = homes(tmp_path / "home")
+    assert main(RUN) == 0
+    warehouse = Warehouse(settings)
+    with warehouse.connection() as conn:
+        published = conn.execute("select count(*) from dora_metrics.service_metrics").fetchone()[0]
+        victim = conn.execute("select pg_backend_pid()").fetchone()[0]
+        with faults.inject("postgres: a backend killed with SIGKILL (crash recovery)"):
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with warehouse.connection() as conn:
+                conn.execute("select 1")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    mart = load_models().models["dora_marts.service_metrics"]
+    with warehouse.connection() as conn:
+        assert conn.execute("select count(*) from dora_intermediate.int_subject_period_metrics").fetchone()[0] == 0
+        with pytest.raises(ModelError, match=r"marts/service_metrics.sql: upstream .*int_subject_period_metrics.* emptied by a server restart"):
+            build_model(conn, mart, model_parameters(settings, datetime(2025, 3, 6, tzinfo=UTC)))
+        conn.rollback()
+        # What readers see is untouched (published tables are logged).
+        assert conn.execute("select count(*) from dora_metrics.service_metrics").fetchone()[0] == published
+    capsys.readouterr()
+    assert main(RUN) == 0, capsys.readouterr().err
+    with warehouse.connection() as conn:
+        assert conn.execute("select count(*) from dora_metrics.service_metrics").fetchone()[0] == published

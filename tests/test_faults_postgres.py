@@ -174,7 +174,8 @@ def test_connection_killed_during_copy_of_a_large_partition(fresh_warehouse):
         with psycopg.connect(fresh_warehouse.url, autocommit=True) as admin:
             victim = Victim(fresh_warehouse.url, lambda conn: load_partition(conn, "test", DAY, big, now=NOW))
             victim.start()
-            _wait_for(admin, victim.pid, "state = 'active' and query ilike 'copy%%incoming_deployments%%'", 60)
+            # a first landing COPYs straight into dora_raw.deployments (no staging table)
+            _wait_for(admin, victim.pid, "state = 'active' and query ilike 'copy%%deployments%%'", 60)
             admin.execute("select pg_terminate_backend(%s)", (victim.pid,))
             victim.join(60)
         assert isinstance(victim.error, psycopg.OperationalError), victim.error

@@ -68,3 +68,31 @@ def test_failure_inside_partition_rolls_back_everything(conn):
     except RuntimeError:
         pass
     assert [r[1] for r in _rows(conn, "deployments")] == ["ok"]
+
+
+def test_a_first_landing_copies_straight_in_and_a_collision_falls_back_to_the_upsert(conn):
+    """A new partition is COPYed into the raw table directly; a key another partition
+    delivered already makes that COPY fail inside a savepoint, and the batch lands
+    through the staging table + upsert with the same outcome (nothing lost, no error)."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from dora_pipeline.loader import load_partition
+
+    from builders import at, deploy
+
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    day = date(2025, 3, 1)
+    staging_tables = (
+        "select count(*) from pg_class where relname like 'incoming_deployments%%' and relpersistence = 't'"
+    )
+    load_partition(conn, "test", day, [deploy("api", at(3), ext="d-1")], now=now)
+    assert conn.execute(staging_tables).fetchone()[0] == 0  # COPYed straight into dora_raw
+    # the same deployment again in the next day's (new) partition, plus a new one
+    later = deploy("api", at(3), ext="d-1", env="staging")
+    result = load_partition(conn, "test", day + timedelta(days=1), [later, deploy("api", at(4), ext="d-2")], now=now)
+    assert result.rows == {"deployments": 2}
+    rows = conn.execute(
+        "select external_id, environment, partition_date from dora_raw.deployments order by 1"
+    ).fetchall()
+    assert rows == [("d-1", "staging", day + timedelta(days=1)), ("d-2", "production", day + timedelta(days=1))]
+    assert conn.execute(staging_tables).fetchone()[0] == 1  # the collision went through the upsert

@@ -136,3 +136,136 @@ def test_publish_is_atomic_and_a_failed_publish_leaves_old_tables(warehouse):
         after = conn.execute("select entity_ref, deployments from dora_metrics.service_metrics order by 1, 2").fetchall()
         assert after == before
         assert conn.execute("select count(*) from dora_metrics.team_metrics").fetchone()[0] > 0
+
+
+def test_grain_is_declared_in_the_header_and_must_name_columns():
+    m = model("/* One row per a and b.\ngrain: a, b */\nselect 1 as a, 2 as b, 3 as c", "int_g")
+    assert m.grain == ("a", "b")
+    assert m.description == "One row per a and b."
+    with pytest.raises(ModelError, match=r"intermediate/int_g.sql: grain names x, not a column of the model"):
+        model("/* grain: a, x */\nselect 1 as a", "int_g")
+    with pytest.raises(ModelError, match="int_g.sql: declares its grain 2 times"):
+        model("/* grain: a\ngrain: a */\nselect 1 as a", "int_g")
+
+
+def test_a_broken_grain_fails_the_build_names_the_file_and_keeps_the_previous_table(conn):
+    good = model("/* grain: k */\nselect k from (values (1), (2)) as v(k)", "int_grain")
+    assert build_model(conn, good, {}) == 2
+    broken = model("/* grain: k */\nselect k from (values (1), (2), (2), (3), (3)) as v(k)", "int_grain")
+    with pytest.raises(ModelError, match=r"intermediate/int_grain.sql: grain \(k\) violated: 2 key\(s\) on more than one row, e\.g\. \(2\); \(3\)"):
+        build_model(conn, broken, {})
+    conn.rollback()
+    assert conn.execute("select k from dora_intermediate.int_grain order by k").fetchall() == [(1,), (2,)]
+
+
+def test_a_failed_grain_audit_publishes_nothing(warehouse):
+    """A mart whose grain breaks stops build_all before publish: readers keep the old rows."""
+    from dora_pipeline.models import build_all, build_graph, model_parameters
+    from dora_pipeline.pipeline import build_and_publish
+
+    from builders import at, build, component, deploy, group, load
+
+    load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
+    build(warehouse)
+    graph = load_models()
+    doubled = [
+        parse_model(m.path, m.layer, m.sql.replace("from dora_lib.tier_bands as b", "from dora_lib.tier_bands as b cross join (values (1), (2)) as twice(n)"))
+        if m.name == "benchmarks" else m
+        for m in graph.ordered()
+    ]
+    broken = build_graph(doubled)
+    with warehouse.connection() as conn:
+        before = conn.execute("select count(*) from dora_metrics.benchmarks").fetchone()[0]
+        with pytest.raises(ModelError, match=r"marts/benchmarks.sql: grain \(metric, tier\) violated"):
+            build_all(conn, broken, model_parameters(warehouse.settings, at(10)))
+        conn.rollback()
+    with pytest.raises(ModelError, match="benchmarks.sql: grain"):
+        build_and_publish(warehouse, at(10), graph=broken)
+    with warehouse.connection() as conn:
+        assert conn.execute("select count(*) from dora_metrics.benchmarks").fetchone()[0] == before
+
+
+def test_every_mart_declares_its_grain_and_every_project_model_holds_it():
+    graph = load_models()
+    assert [m.name for m in graph.marts if not m.grain] == []
+
+
+def test_undeclared_parameter_fails_at_parse_time_with_the_file():
+    ok = model("select current_setting('dora.as_of')::timestamptz as t", "int_p")
+    assert ok.parameters == {"dora.as_of"}
+    with pytest.raises(ModelError, match=r"intermediate/int_p.sql: reads undeclared parameter\(s\) dora.as_off"):
+        model("select current_setting('dora.as_off')::timestamptz as t", "int_p")
+    with pytest.raises(ModelError, match="int_p.sql: current_setting\\(\\) must name its setting as a string literal"):
+        model("select current_setting('dora.' || 'as_of') as t", "int_p")
+
+
+def test_project_models_read_only_declared_parameters_and_every_declared_one_is_read():
+    from dora_pipeline.models import MODEL_PARAMETERS
+
+    read = set().union(*(m.parameters for m in load_models().ordered()))
+    assert read == set(MODEL_PARAMETERS)
+
+
+def test_code_version_is_the_hash_of_the_sql():
+    a = model("select 1 as a", "int_v")
+    assert a.code_version == model("select 1 as a", "int_v").code_version
+    assert a.code_version != model("select 2 as a", "int_v").code_version
+
+
+def test_intermediate_tables_are_unlogged_and_published_tables_are_logged(warehouse):
+    from builders import at, build, component, deploy, group, load
+
+    load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
+    build(warehouse)
+    with warehouse.connection() as conn:
+        persistence = dict(
+            conn.execute(
+                """
+                select n.nspname, string_agg(distinct c.relpersistence::text, '')
+                from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+                where c.relkind = 'r' and n.nspname in ('dora_staging', 'dora_intermediate', 'dora_marts', 'dora_metrics')
+                group by n.nspname
+                """
+            ).fetchall()
+        )
+    assert persistence == {"dora_staging": "u", "dora_intermediate": "u", "dora_marts": "u", "dora_metrics": "p"}
+
+
+def _doc_sections(text: str) -> dict[str, str]:
+    """docs/published-schema.md split by its table headings (## or ### `name`)."""
+    import re
+
+    parts = re.split(r"^#{2,3} `(\w+)`\s*$", text, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def _documented(body: str, sections: dict[str, str], seen: frozenset[str] = frozenset()) -> set[str]:
+    """Column names a doc section names: in backticks, as the first cell of a table row
+    (``| a, b | type | ...``), or through "the measures of `other_table`"."""
+    import re
+
+    names = set(re.findall(r"`(\w+)`", body))
+    for cell in re.findall(r"^\|\s*([\w ,]+?)\s*\|", body, flags=re.M):
+        names.update(c.strip() for c in cell.split(","))
+    for stem, first, last in re.findall(r"(\w+)_(\d+) … \1_(\d+)", body):  # x_1 … x_5
+        names.update(f"{stem}_{i}" for i in range(int(first), int(last) + 1))
+    for other in re.findall(r"measures of\s+`(\w+)`", body):
+        if other in sections and other not in seen:
+            names |= _documented(sections[other], sections, seen | {other})
+    return names
+
+
+def test_published_schema_doc_documents_every_published_table_and_column():
+    """docs/published-schema.md cannot drift from the marts: every published table has a
+    section, and every column the mart's SELECT names is documented there."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "published-schema.md").read_text(encoding="utf-8")
+    sections = _doc_sections(doc)
+    marts = load_models().marts
+    assert [m.name for m in marts if m.name not in sections] == []
+    undocumented = {}
+    for mart in marts:
+        assert mart.columns, f"{mart.name}: the published SELECT must name its columns"
+        absent = [c for c in mart.columns if c not in _documented(sections[mart.name], sections)]
+        if absent:
+            undocumented[mart.name] = absent
+    assert undocumented == {}

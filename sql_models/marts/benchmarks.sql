@@ -1,5 +1,6 @@
 /* The tier thresholds in force: one row per metric and tier, from dora_lib.tier_bands
-(the same rows every tier column is computed from). */
+(the same rows every tier column is computed from).
+grain: metric, tier */
 select
     b.metric,                                   -- deploys_per_day | median_lead_time_hours | change_failure_rate_pct | median_time_to_restore_minutes
     b.tier,                                     -- elite | high | medium | low

@@ -1,6 +1,7 @@
 /* Per source (and per component for the mapping checks): what was extracted when, how
 much, what was quarantined, and how well events map to the catalog. One row per
-source and check. */
+source and check.
+grain: source, check_name, entity_ref */
 with extracts as (
     select
         source,

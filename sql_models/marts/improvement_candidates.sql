@@ -6,7 +6,8 @@ A rule fires when the recent value is past its threshold and no better than the
 baseline (not improving by itself); severity is high when it got worse by at least
 DORA_RULE_TREND_RATIO, else medium. Both windows need DORA_RULE_MIN_SAMPLE events
 (DORA_RULE_MIN_INCIDENTS for time to restore). `evidence` holds every number the
-finding quotes. Rules and thresholds: docs/published-schema.md. */
+finding quotes. Rules and thresholds: docs/published-schema.md.
+grain: entity_ref, rule */
 with params as (
     select
         current_setting('dora.as_of')::timestamptz as as_of,

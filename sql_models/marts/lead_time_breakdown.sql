@@ -2,7 +2,8 @@
 window_days in (7, 30, 90), the window being [as_of - window_days, as_of), with the
 median of each stage of the PRs that reached production in the window (a group pooled
 over its components as in team_metrics). Stages and caveats as in
-lead_time_breakdown_weekly; this is what the Backstage card shows. */
+lead_time_breakdown_weekly; this is what the Backstage card shows.
+grain: entity_ref, window_days */
 select
     m.subject_ref as entity_ref,                -- component or group ref
     m.subject_kind as entity_kind,              -- component | group

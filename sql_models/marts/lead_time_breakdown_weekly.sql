@@ -4,7 +4,8 @@ components as in team_metrics). One row per entity and week from its first event
 week holding as_of. Stages: coding = first commit -> PR opened, review_wait = opened ->
 first review (reviewed PRs), review = first review (or opened, when unreviewed) ->
 merged, release = merged -> production deploy. Medians of stages do not add up to the
-median lead time. */
+median lead time.
+grain: entity_ref, week_start */
 select
     m.subject_ref as entity_ref,                -- component or group ref
     m.subject_kind as entity_kind,              -- component | group

@@ -1,7 +1,8 @@
 /* DORA metrics per component over rolling windows: one row per component and
 window_days in (7, 30, 90), the window being [as_of - window_days, as_of).
 Components are the catalog's plus fallback refs for events no catalog entry claims.
-See docs/metrics.md for every definition. */
+See docs/metrics.md for every definition.
+grain: entity_ref, window_days */
 select
     m.subject_ref as entity_ref,                -- component:namespace/name
     c.owner_ref,                                -- owning group; NULL for fallback refs

@@ -1,6 +1,7 @@
 /* DORA metrics per component and ISO week (Monday, UTC): one row per component and
 week from its first event to the week holding as_of (that last week may be partial).
-Same measures and definitions as service_metrics over [week_start, week_start + 7d). */
+Same measures and definitions as service_metrics over [week_start, week_start + 7d).
+grain: entity_ref, week_start */
 select
     m.subject_ref as entity_ref,                -- component:namespace/name
     c.owner_ref,                                -- owning group; NULL for fallback refs

@@ -1,7 +1,8 @@
 /* DORA metrics per group over rolling windows (7, 30, 90 days), computed over the
 pooled events of every component the group owns directly or through its descendant
 groups: a parent's numbers include its teams', medians are of pooled events (never
-averages of service medians), and an event counts once per group. */
+averages of service medians), and an event counts once per group.
+grain: group_ref, window_days */
 select
     m.subject_ref as group_ref,                 -- group:namespace/name
     g.parent_ref,                               -- parent group; NULL at the root

@@ -1,5 +1,6 @@
 /* DORA metrics per group and ISO week (Monday, UTC), pooled over the group's components
-as in team_metrics. */
+as in team_metrics.
+grain: group_ref, week_start */
 select
     m.subject_ref as group_ref,                 -- group:namespace/name
     g.parent_ref,                               -- parent group; NULL at the root

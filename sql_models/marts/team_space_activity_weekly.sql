@@ -5,7 +5,8 @@ from the week of the group's first merged PR to the week holding as_of (that las
 may be partial); weeks without merged PRs read 0 with NULL medians. Team level only:
 nothing is computed or published per person, and a week whose PRs come from fewer than
 DORA_ACTIVITY_MIN_AUTHORS distinct authors publishes its counts but no medians or
-shares (suppressed = true): they would describe one or two people. */
+shares (suppressed = true): they would describe one or two people.
+grain: group_ref, week_start */
 with weeks as (
     select p.period_start, p.period_end
     from dora_intermediate.int_periods as p

@@ -6,7 +6,8 @@ against the previous survey) is NULL when suppressed: fewer than k =
 DORA_SURVEY_MIN_RESPONDENTS respondents, or a parent whose published descendants could
 be subtracted from it to recover fewer than k respondents (see
 docs/published-schema.md). Free text and respondent identities are never
-published. */
+published.
+grain: group_ref, survey_id */
 with scores as (
     select
         gr.survey_id,
