@@ -397,7 +397,8 @@ def _align_published_table(
     """Give ``dora_metrics.<mart>`` the mart's columns: create it on first publish; add a
     new column; drop a removed one; a column whose type changed is dropped and added
     again (neither rewrites the table, so open snapshots keep their rows). Comments are
-    (re)set only when they differ: COMMENT takes a lock too."""
+    (re)set only when they differ: COMMENT takes a lock too. Column types are PostgreSQL's
+    own ``format_type`` of the built mart, never data."""
     target = sql.Identifier(PUBLISHED_SCHEMA, model.name)
     existing = dict(_columns(conn, PUBLISHED_SCHEMA, model.name))
     if not existing:
@@ -421,7 +422,7 @@ def _align_published_table(
         ]
         if changes:
             log.info("publish: %s.%s changes columns (%d alterations)", PUBLISHED_SCHEMA, model.name, len(changes))
-            conn.execute(sql.SQL("alter table {} ").format(target) + sql.SQL(", ").join(changes))
+            conn.execute(sql.SQL("alter table {} {}").format(target, sql.SQL(", ").join(changes)))
     _sync_comments(conn, model, {c for c, _ in columns})
 
 
