@@ -5,6 +5,7 @@ SQL model (upstreams found by sqlglot), and the publication of the marts to
 # No `from __future__ import annotations`: Dagster inspects the context and resource annotations at runtime.
 
 import warnings
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import psycopg
@@ -28,8 +29,11 @@ from .models import Model, ModelGraph, build_model, load_models, model_parameter
 from .pipeline import extract_partition
 from .resources import WarehouseResource
 from .sources import Source, all_sources
+from .warehouse import Warehouse
 
 PUBLISHED_GROUP = "published"
+# Run tag accepting a catalog that shrank past DORA_CATALOG_MAX_SHRINK_PCT (like `run --accept-catalog-shrink`).
+ACCEPT_CATALOG_SHRINK_TAG = "dora/accept_catalog_shrink"
 # Dagster concurrency pool of every model build and the publish. The instance limits it
 # to one step at a time (dagster.yaml, deploy/dagster.yaml: `concurrency: pools:
 # default_limit: 1`): two runs rebuilding the same table at once would collide.
@@ -78,6 +82,8 @@ def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> Ass
     )
     def _extract(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
         wh = warehouse.warehouse()
+        if context.run.tags.get(ACCEPT_CATALOG_SHRINK_TAG, "").strip().lower() == "true":
+            wh = Warehouse(replace(wh.settings, accept_catalog_shrink=True))
         wh.migrate()
         days = (
             [date.fromisoformat(key) for key in context.partition_keys]

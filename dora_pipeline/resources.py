@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -21,6 +23,10 @@ class WarehouseResource(ConfigurableResource):
         description="Warehouse URL; default DORA_DATABASE_URL, else the embedded server under DORA_HOME.",
     )
     home: str | None = Field(default=None, description="Override DORA_HOME (local state).")
+    accept_catalog_shrink: bool = Field(
+        default=False,
+        description="Accept a catalog snapshot that shrank by more than DORA_CATALOG_MAX_SHRINK_PCT (one run).",
+    )
 
     def settings(self) -> Settings:
         env = {}
@@ -35,4 +41,7 @@ class WarehouseResource(ConfigurableResource):
         return Settings.from_env({**os.environ, **env})
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings())
+        settings = self.settings()
+        if self.accept_catalog_shrink:
+            settings = replace(settings, accept_catalog_shrink=True)
+        return Warehouse(settings)
