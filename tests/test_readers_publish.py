@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dora_pipeline.models import PublishError, load_models, publish
+from dora_pipeline.models import PublishError, build_all, load_models, model_parameters, publish
 from dora_pipeline.pipeline import build_and_publish, extract_partition
 from dora_pipeline.sources import get_source
 from dora_pipeline.warehouse import Warehouse, as_user
@@ -30,6 +30,8 @@ from conftest import settings_with
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 READER_PASSWORD = "reader-password-for-tests"
 PUBLISHES = 6
+# A generous bound on work that takes seconds, so a stall fails instead of hanging.
+STALL_SECONDS = 180
 
 
 def doc_queries() -> list[str]:
@@ -84,6 +86,25 @@ def published_tables(warehouse: Warehouse) -> list[str]:
                 )
             ).fetchone()[0]
         ]
+
+
+def _finishes(work, within: float) -> bool:
+    """Run ``work`` in a thread: whether it finished within ``within`` seconds (a publish
+    stalled behind a reader's lock would never finish on its own). Errors are re-raised."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(within)
+    if errors:
+        raise errors[0]
+    return not thread.is_alive()
 
 
 class Tally:
@@ -181,20 +202,25 @@ def test_readers_never_error_wait_or_see_empty_tables_during_publishes(published
     for thread in threads:
         thread.start()
     started = time.monotonic()
-    try:
+
+    def publishes() -> None:
         graph = load_models()
         for i in range(PUBLISHES):
             with warehouse.connection() as conn:
                 if i % 2:  # half of them after a real rebuild, so the rows really change
-                    from dora_pipeline.models import build_all, model_parameters
-
                     build_all(conn, graph, model_parameters(warehouse.settings, AS_OF))
                 publish(conn, graph.marts, warehouse.settings.reader_role)
+
+    try:
+        finished = _finishes(publishes, within=STALL_SECONDS)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
     publish_seconds = time.monotonic() - started
+    if not finished:
+        idle.close()  # lets the stalled publisher go on, so the test can end
+    assert finished, "the publishes stalled behind the readers"
     after = {
         t: idle.execute(
             sql.SQL("select count(*) from {}").format(sql.Identifier("dora_metrics", t))
@@ -224,12 +250,18 @@ def test_an_open_snapshot_keeps_the_previous_rows(published):
         old = reader.execute(
             "select count(*), max(computed_at) from dora_metrics.service_metrics"
         ).fetchone()
-        with warehouse.connection() as conn:
-            conn.execute(
-                "update dora_marts.service_metrics set computed_at = computed_at + interval '1 day'"
-            )
-            conn.commit()
-            publish(conn, load_models().marts, warehouse.settings.reader_role)
+
+        def republish() -> None:
+            with warehouse.connection() as conn:
+                conn.execute(
+                    "update dora_marts.service_metrics set computed_at = computed_at + interval '1 day'"
+                )
+                conn.commit()
+                publish(conn, load_models().marts, warehouse.settings.reader_role)
+
+        if not _finishes(republish, within=STALL_SECONDS):
+            reader.close()
+            pytest.fail("the publish stalled behind a reader's open snapshot")
         assert (
             reader.execute(
                 "select count(*), max(computed_at) from dora_metrics.service_metrics"
