@@ -116,6 +116,7 @@ def test_shrink_refusal_rule():
     assert shrink_refusal({"component": 10}, {"component": 0, "group": 0}, 100) is not None
 
 
+@pytest.mark.slow  # two real `dora-pipeline run` processes, one of them builds every model
 def test_the_cli_exits_4_with_the_way_out_and_accepts_with_the_flag(settings, httpserver, tmp_path):
     fake, warehouse = _whole_catalog_stored(settings, httpserver)
     fake.entities = full_catalog(4, 1)

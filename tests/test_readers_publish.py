@@ -169,6 +169,7 @@ def _watch_lock_waits(
             time.sleep(0.02)
 
 
+@pytest.mark.slow  # six publishes, three rebuilds, under five reader sessions
 def test_readers_never_error_wait_or_see_empty_tables_during_publishes(published, capsys):
     warehouse = published
     tables = published_tables(warehouse)
