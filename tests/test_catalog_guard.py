@@ -211,3 +211,48 @@ def test_orphans_own_nothing_and_user_owned_components_count_for_the_users_group
         "ownership:orphaned": 1,
         "ownership:orphaned_owner": 1,
     }
+
+
+def test_in_dagster_the_run_tag_or_resource_config_accepts_a_shrink(settings, httpserver):
+    import dagster
+    from dagster import AssetKey, materialize
+
+    from dora_pipeline.assets import ACCEPT_CATALOG_SHRINK_TAG, build_assets
+    from dora_pipeline.resources import WarehouseResource
+
+    fake, warehouse = _whole_catalog_stored(settings, httpserver)
+    fake.entities = full_catalog(5, 1)
+    asset = [
+        a for a in build_assets(warehouse.settings) if AssetKey(["dora_raw", "backstage"]) in a.keys
+    ]
+    instance = dagster.DagsterInstance.ephemeral()
+    env = {
+        "DORA_DATABASE_URL": settings.database_url.get(),
+        "DORA_HOME": str(settings.home),
+        "DORA_READER_ROLE": settings.reader_role,
+        "BACKSTAGE_URL": httpserver.url_for("/").rstrip("/"),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        refused = materialize(
+            asset,
+            resources={"warehouse": WarehouseResource()},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not refused.success and _stored(warehouse)["component"] == 40
+        tagged = materialize(
+            asset,
+            resources={"warehouse": WarehouseResource()},
+            instance=instance,
+            tags={ACCEPT_CATALOG_SHRINK_TAG: "true"},
+        )
+        assert tagged.success and _stored(warehouse)["component"] == 5
+        fake.entities = full_catalog(1, 1)
+        configured = materialize(
+            asset,
+            instance=instance,
+            resources={"warehouse": WarehouseResource(accept_catalog_shrink=True)},
+        )
+        assert configured.success and _stored(warehouse)["component"] == 1
