@@ -8,7 +8,8 @@ partition), so a model never takes its as_of from the wall clock (docs/operation
 
 import warnings
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from dagster import (
@@ -50,6 +51,8 @@ from .sources import Source, all_sources
 from .warehouse import Warehouse
 
 PUBLISHED_GROUP = "published"
+# Run tag accepting a catalog that shrank past DORA_CATALOG_MAX_SHRINK_PCT (like `run --accept-catalog-shrink`).
+ACCEPT_CATALOG_SHRINK_TAG = "dora/accept_catalog_shrink"
 # Dagster concurrency pool of every model build and the publish. The instance limits it
 # to one step at a time (dagster.yaml, deploy/dagster.yaml: `concurrency: pools:
 # default_limit: 1`): two runs rebuilding the same table at once would collide.
@@ -135,12 +138,16 @@ def _backfill_plan(context: AssetExecutionContext, backfill_id: str) -> RunPlan 
     return RunPlan.for_range(ordered[0], ordered[-1])
 
 
-def resolve_run_plan(context: AssetExecutionContext, wh: Warehouse) -> RunPlan:
+def resolve_run_plan(
+    context: AssetExecutionContext, wh: Warehouse, *, first_snapshot: bool = False
+) -> RunPlan:
     """The run plan of this run, the same for every step of it.
 
     From the run's tags; for a backfill's model run, from the backfill's range; else (a
     rebuild after extract-only runs, a model materialized on its own) from the latest
-    partition in dora_raw.extract_log. The first step that derives it writes it to the
+    partition in dora_raw.extract_log; with ``first_snapshot`` (an unpartitioned source
+    materialized on its own before any partition landed), the last complete UTC day. The
+    first step that derives it writes it to the
     run's ``dora/as_of`` tag, so later steps (and the UI) read the same value.
     """
     tags = _current_tags(context.instance, context.run_id) or context.run.tags
@@ -149,6 +156,8 @@ def resolve_run_plan(context: AssetExecutionContext, wh: Warehouse) -> RunPlan:
         plan = _backfill_plan(context, tags[BACKFILL_ID_TAG])
     if plan is None:
         latest = latest_extracted_day(wh)
+        if latest is None and first_snapshot:
+            latest = datetime.now(UTC).date() - timedelta(days=1)
         if latest is None:
             raise Failure(
                 "no as_of for this run: it names no partitions and dora_raw.extract_log holds "
@@ -204,6 +213,8 @@ def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> Ass
     )
     def _extract(context: AssetExecutionContext, warehouse: WarehouseResource):
         wh = warehouse.migrated_warehouse()
+        if context.run.tags.get(ACCEPT_CATALOG_SHRINK_TAG, "").strip().lower() == "true":
+            wh = Warehouse(replace(wh.settings, accept_catalog_shrink=True))
         reason = source.skip_reason(wh.settings)
         if reason:
             # Still a materialization: a missing output would skip every model downstream
@@ -212,7 +223,7 @@ def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> Ass
             yield MaterializeResult(metadata={"configured": False, "skipped": reason, "rows": 0})
             yield _configured_check(reason)
             return
-        plan = resolve_run_plan(context, wh)
+        plan = resolve_run_plan(context, wh, first_snapshot=not source.partitioned)
         if source.partitioned:
             keys = context.partition_keys
             plan = RunPlan.for_range(_day(keys[0]), _day(keys[-1]), plan.as_of)

@@ -10,18 +10,34 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+import psycopg
 
 from .config import ConfigError, Settings
 from .models import ModelError, load_models
 from .progress import Progress, StatusAwareHandler, StatusLine, is_terminal, summary_lines
 from .sources import SourceError, get_source
-from .warehouse import Warehouse, WarehouseUnavailable, as_user, redact_url, stop_embedded
+from .warehouse import (
+    Warehouse,
+    WarehouseUnavailable,
+    as_user,
+    first_line,
+    redact_url,
+    stop_embedded,
+)
 
 log = logging.getLogger("dora_pipeline")
 
 EXIT_CONFIG, EXIT_WAREHOUSE, EXIT_SOURCE, EXIT_MODEL = 2, 3, 4, 5
+
+
+# Secrets shorter than this are not masked in log lines: masking a short value that is
+# also a word ("DORA_WEBHOOK_SECRET is too ***") reveals it instead of hiding it.
+# Messages never hold secret values in the first place; this filter is the last resort.
+REDACT_MIN_LENGTH = 12
 
 
 class _RedactingFilter(logging.Filter):
@@ -29,7 +45,7 @@ class _RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
+        self.secrets = sorted((s for s in secrets if len(s) >= REDACT_MIN_LENGTH), key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
@@ -98,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=_date, help="last UTC day to extract (default: yesterday)")
     run.add_argument("--as-of", type=_timestamp, help="end of every current window (default: the day after --end)")
     run.add_argument("--source", action="append", help="only this source (repeatable); default: every configured one")
+    run.add_argument("--accept-catalog-shrink", action="store_true",
+                     help="accept a catalog snapshot that shrank by more than DORA_CATALOG_MAX_SHRINK_PCT")
 
     report = sub.add_parser("report", parents=[verbosity],
                             help="write a self-contained HTML report of the published metrics")
@@ -128,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG
     args.status = _setup_logging(verbosity, settings)
+    if getattr(args, "accept_catalog_shrink", False):
+        settings = replace(settings, accept_catalog_shrink=True)
     try:
         return _dispatch(args, settings)
     except ConfigError as exc:
@@ -136,12 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseUnavailable as exc:
         log.error("%s", exc)
         return EXIT_WAREHOUSE
+    except psycopg.errors.InsufficientPrivilege as exc:
+        log.error("warehouse error: the role of DORA_DATABASE_URL may not do what the pipeline needs (%s); "
+                  "use the pipeline's role, not the read-only one", first_line(exc))
+        return EXIT_WAREHOUSE
     except SourceError as exc:
         log.error("source failed, nothing of that partition was loaded: %s", exc)
         return EXIT_SOURCE
     except ModelError as exc:
         log.error("model failed, the previously published tables are unchanged: %s", exc)
         return EXIT_MODEL
+    except psycopg.Error as exc:
+        log.error("warehouse error (%s): %s", type(exc).__name__, first_line(exc))
+        return EXIT_WAREHOUSE
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

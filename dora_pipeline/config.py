@@ -49,16 +49,20 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+# Integers reach the models as PostgreSQL ``int`` session settings: larger ones would
+# fail there, as a model error, instead of here naming the variable.
+INT_MAX = 2**31 - 1
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int = INT_MAX) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if not re.fullmatch(r"[+-]?[0-9]{1,30}", raw):
+        raise ConfigError(f"{name} must be a whole number, got {raw[:40]!r}")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {raw}")
     return value
 
 
@@ -70,8 +74,15 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum or value == float("inf"):
-        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw}")
+    if not minimum <= value <= INT_MAX:
+        raise ConfigError(f"{name} must be a number between {minimum} and {INT_MAX}, got {raw[:40]}")
+    return value
+
+
+def _percent(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value > 100:
+        raise ConfigError(f"{name} must be a percentage between 0 and 100, got {value:g}")
     return value
 
 
@@ -104,6 +115,32 @@ def _webhook_url(value: str, name: str) -> str:
     # The URL is a credential (Slack's carries its token): the error never echoes it.
     if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
         raise ConfigError(f"{name} must be an http(s) URL")
+    return value
+
+
+def _database_url(value: str) -> str:
+    """DORA_DATABASE_URL, checked for syntax before anything connects. The messages
+    never quote the value: any fragment of it may be part of the password."""
+    if not value:
+        return value
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    if "://" in value:
+        userinfo = value.split("://", 1)[1].rpartition("@")[0]
+        if "@" in userinfo:
+            raise ConfigError(
+                "DORA_DATABASE_URL has an unencoded '@' in its user or password: "
+                "percent-encode it as %40 (the value is not shown: it holds the password)"
+            )
+    try:
+        conninfo_to_dict(value)
+    except ProgrammingError:
+        raise ConfigError(
+            "DORA_DATABASE_URL is not a valid connection string (postgresql://user:password@host/db "
+            "with special characters percent-encoded, or key=value pairs with a value containing "
+            "spaces in single quotes); the value is not shown: it holds the password"
+        ) from None
     return value
 
 
@@ -167,6 +204,10 @@ class Settings:
 
     backstage_url: str = ""
     backstage_token: Secret = field(default_factory=lambda: Secret(""))
+    # A catalog snapshot with this many percent fewer components or groups than the
+    # stored one is refused (DESIGN §8), unless the run accepts it (--accept-catalog-shrink).
+    catalog_max_shrink_pct: float = 20.0
+    accept_catalog_shrink: bool = False
 
     survey_database_url: Secret = field(default_factory=lambda: Secret(""))
     survey_table: str = "dora.survey_responses"
@@ -213,7 +254,7 @@ class Settings:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", start):
             raise ConfigError(f"DORA_PARTITIONS_START must be a date YYYY-MM-DD, got {start!r}")
         return cls(
-            database_url=Secret(s("DORA_DATABASE_URL")),
+            database_url=Secret(_database_url(s("DORA_DATABASE_URL"))),
             home=Path(s("DORA_HOME", ".dora")).expanduser(),
             production_environments=prod,
             incident_window_hours=_int(env, "DORA_INCIDENT_WINDOW_HOURS", 24, minimum=1),
@@ -260,6 +301,7 @@ class Settings:
             opsgenie_api_url=s("OPSGENIE_API_URL", "https://api.opsgenie.com").rstrip("/"),
             backstage_url=s("BACKSTAGE_URL").rstrip("/"),
             backstage_token=Secret(s("BACKSTAGE_TOKEN")),
+            catalog_max_shrink_pct=_percent(env, "DORA_CATALOG_MAX_SHRINK_PCT", 20.0),
             survey_database_url=Secret(s("SURVEY_DATABASE_URL")),
             survey_table=survey_table,
             survey_csv_dir=s("SURVEY_CSV_DIR"),

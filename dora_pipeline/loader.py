@@ -36,6 +36,7 @@ from .records import (
     payload_text,
     storable_text,
 )
+from .warehouse import pipeline_lock
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,6 @@ class LoadResult:
         return sum(self.rows.values())
 
 
-def _lock_id(source: str, partition_date: date) -> int:
-    digest = hashlib.blake2b(f"{source}|{partition_date}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def load_partition(
     conn: psycopg.Connection,
     source: str,
@@ -231,7 +227,8 @@ def load_partition(
 
     nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (_lock_id(source, partition_date),))
+        # One load per source and day at a time (a row lock other roles cannot take).
+        pipeline_lock(conn, f"load:{source}:{partition_date.isoformat()}")
         fresh = not partial and _first_load(conn, source, partition_date)
         for table, rows in batches.items():
             if table == "incident_components" and incident_ids:

@@ -44,7 +44,7 @@ from sqlglot.errors import ParseError
 from sqlglot.optimizer.scope import traverse_scope
 
 from .config import Settings
-from .warehouse import PUBLISHED_SCHEMA
+from .warehouse import PUBLISHED_SCHEMA, first_line, pipeline_lock
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ LAYER_SCHEMAS = {
     "marts": "dora_marts",
 }
 MODELS_DIR = Path(__file__).resolve().parent.parent / "sql_models"
-PUBLISH_LOCK = 7_312_002  # advisory lock id: one publish at a time
 
 
 class ModelError(ValueError):
@@ -411,27 +410,160 @@ def audit_grain(conn: psycopg.Connection, model: Model, table: sql.Composable) -
         )
 
 
-def publish(conn: psycopg.Connection, marts: list[Model], reader_role: str) -> dict[str, int]:
-    """Copy every built mart into ``dora_metrics`` in one transaction.
+class PublishError(ModelError):
+    """The publish gave up (readers or another session held its locks too long); the
+    previously published tables are unchanged."""
 
-    Readers see either all the old tables or all the new ones, never a missing or
-    half-filled table; if anything fails, the previous published data stays.
+
+# A publish waits at most this long for any one lock, then rolls back and retries.
+PUBLISH_LOCK_TIMEOUT = "2s"
+PUBLISH_ATTEMPTS = 6
+PUBLISH_BACKOFF_SECONDS = 0.5
+# Lock waits, deadlocks and serialization failures are transient: the publish is retried.
+_RETRYABLE = (
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
+
+
+def publish(
+    conn: psycopg.Connection,
+    marts: list[Model],
+    reader_role: str,
+    *,
+    lock_timeout: str = PUBLISH_LOCK_TIMEOUT,
+    attempts: int = PUBLISH_ATTEMPTS,
+    backoff: float = PUBLISH_BACKOFF_SECONDS,
+) -> dict[str, int]:
+    """Replace the rows of every published table with its built mart, in one transaction.
+
+    MVCC-safe: each ``dora_metrics`` table is created once and then only gets
+    ``DELETE`` + ``INSERT`` (ROW EXCLUSIVE, which no reader's ACCESS SHARE conflicts
+    with), never DROP, RENAME or TRUNCATE. Readers are never blocked, never see a missing
+    or empty table, and an open snapshot keeps seeing the previous rows. Only a change of
+    a mart's columns needs ALTER TABLE (ACCESS EXCLUSIVE, a moment). Every lock wait is
+    bounded by ``lock_timeout``; a timed-out, deadlocked or serialization-failed attempt
+    is rolled back and retried with backoff, and after ``attempts`` a ``PublishError``
+    says so, with the previous tables intact.
     """
-    published = sql.Identifier(PUBLISHED_SCHEMA)
+    last: psycopg.Error | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return _publish_once(conn, marts, reader_role, lock_timeout)
+        except _RETRYABLE as exc:
+            last = exc
+            if attempt < attempts:
+                delay = backoff * 2 ** (attempt - 1)
+                log.warning("publish attempt %d of %d: %s; retrying in %.1fs",
+                            attempt, attempts, first_line(exc), delay)
+                time.sleep(delay)
+    raise PublishError(
+        f"publish to {PUBLISHED_SCHEMA} gave up after {attempts} attempts "
+        f"(lock_timeout {lock_timeout}): {first_line(last)}; another session holds a lock on a "
+        "published table (see pg_locks / pg_stat_activity); the previously published tables are unchanged"
+    )
+
+
+def _publish_once(conn: psycopg.Connection, marts: list[Model], reader_role: str, lock_timeout: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
-        conn.execute(sql.SQL("create schema if not exists {}").format(published))
-        for model in marts:
-            source = sql.Identifier(model.schema, model.name)
+        conn.execute("select set_config('lock_timeout', %s, true)", (lock_timeout,))
+        pipeline_lock(conn, "publish")
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(PUBLISHED_SCHEMA)))
+        shapes = [(model, _columns(conn, model.schema, model.name)) for model in marts]
+        missing = [f"{model.schema}.{model.name}" for model, columns in shapes if not columns]
+        if missing:
+            raise ModelError(f"publish: {', '.join(missing)} not built; run the models first (nothing was published)")
+        # Schema changes first, all of them, so the ACCESS EXCLUSIVE moments come before
+        # any row is replaced and the data statements never wait behind them.
+        for model, columns in shapes:
+            _align_published_table(conn, model, columns, reader_role)
+        for model, columns in shapes:
             target = sql.Identifier(PUBLISHED_SCHEMA, model.name)
-            conn.execute(sql.SQL("drop table if exists {}").format(target))
-            conn.execute(sql.SQL("create table {} as table {}").format(target, source))
-            for statement in _comment_statements(PUBLISHED_SCHEMA, model):
-                conn.execute(statement)
-            conn.execute(sql.SQL("grant select on {} to {}").format(target, sql.Identifier(reader_role)))
-            counts[model.name] = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+            names = sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns)
+            conn.execute(sql.SQL("delete from {}").format(target))
+            cursor = conn.execute(
+                sql.SQL("insert into {} ({}) select {} from {}").format(
+                    target, names, names, sql.Identifier(model.schema, model.name)
+                )
+            )
+            counts[model.name] = cursor.rowcount
     return counts
+
+
+def _columns(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, SQL type) of a table's columns in order; empty when it does not exist."""
+    return conn.execute(
+        """
+        select a.attname, format_type(a.atttypid, a.atttypmod)
+        from pg_attribute as a
+        join pg_class as c on c.oid = a.attrelid
+        join pg_namespace as n on n.oid = c.relnamespace
+        where n.nspname = %s and c.relname = %s and a.attnum > 0 and not a.attisdropped
+        order by a.attnum
+        """,
+        (schema, table),
+    ).fetchall()
+
+
+def _align_published_table(
+    conn: psycopg.Connection, model: Model, columns: list[tuple[str, str]], reader_role: str
+) -> None:
+    """Give ``dora_metrics.<mart>`` the mart's columns: create it on first publish; add a
+    new column; drop a removed one; a column whose type changed is dropped and added
+    again (neither rewrites the table, so open snapshots keep their rows). Comments are
+    (re)set only when they differ: COMMENT takes a lock too. Column types are PostgreSQL's
+    own ``format_type`` of the built mart, never data."""
+    target = sql.Identifier(PUBLISHED_SCHEMA, model.name)
+    existing = dict(_columns(conn, PUBLISHED_SCHEMA, model.name))
+    if not existing:
+        conn.execute(
+            sql.SQL("create table {} ({})").format(
+                target,
+                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns),
+            )
+        )
+        conn.execute(sql.SQL("grant select on {} to {}").format(target, sql.Identifier(reader_role)))
+    else:
+        wanted = dict(columns)
+        changes = [
+            sql.SQL("drop column {}").format(sql.Identifier(c))
+            for c, t in existing.items()
+            if wanted.get(c) != t
+        ] + [
+            sql.SQL("add column {} {}").format(sql.Identifier(c), sql.SQL(t))
+            for c, t in columns
+            if existing.get(c) != t
+        ]
+        if changes:
+            log.info("publish: %s.%s changes columns (%d alterations)", PUBLISHED_SCHEMA, model.name, len(changes))
+            conn.execute(sql.SQL("alter table {} {}").format(target, sql.SQL(", ").join(changes)))
+    _sync_comments(conn, model, {c for c, _ in columns})
+
+
+def _sync_comments(conn: psycopg.Connection, model: Model, columns: set[str]) -> None:
+    current = dict(
+        conn.execute(
+            """
+            select coalesce(a.attname, ''), d.description
+            from pg_description as d
+            left join pg_attribute as a on a.attrelid = d.objoid and a.attnum = d.objsubid and d.objsubid > 0
+            where d.objoid = to_regclass(%s) and d.classoid = 'pg_class'::regclass
+            """,
+            (f"{PUBLISHED_SCHEMA}.{model.name}",),
+        ).fetchall()
+    )
+    wanted = {"": model.description} if model.description else {}
+    wanted.update((c, text) for c, text in model.column_comments.items() if c in columns)
+    if current == wanted:
+        return
+    table = sql.Identifier(PUBLISHED_SCHEMA, model.name)
+    for column, text in wanted.items():
+        target = sql.SQL("table {}").format(table) if not column else sql.SQL("column {}.{}").format(
+            table, sql.Identifier(column)
+        )
+        conn.execute(sql.SQL("comment on {} is {}").format(target, sql.Literal(text)))
 
 
 def build_all(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 from dagster import ConfigurableResource
@@ -23,6 +24,10 @@ class WarehouseResource(ConfigurableResource):
         description="Warehouse URL; default DORA_DATABASE_URL, else the embedded server under DORA_HOME.",
     )
     home: str | None = Field(default=None, description="Override DORA_HOME (local state).")
+    accept_catalog_shrink: bool = Field(
+        default=False,
+        description="Accept a catalog snapshot that shrank by more than DORA_CATALOG_MAX_SHRINK_PCT (one run).",
+    )
 
     def settings(self) -> Settings:
         env = {}
@@ -41,7 +46,10 @@ class WarehouseResource(ConfigurableResource):
     _migrated: ClassVar[set[str]] = set()
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.settings())
+        settings = self.settings()
+        if self.accept_catalog_shrink:
+            settings = replace(settings, accept_catalog_shrink=True)
+        return Warehouse(settings)
 
     def migrated_warehouse(self) -> Warehouse:
         """The warehouse, its migrations applied once per process."""

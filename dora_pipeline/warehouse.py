@@ -24,7 +24,7 @@ from .config import ConfigError, Settings
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "dora"
-MIGRATIONS_LOCK = 7_312_001  # advisory lock id serialising concurrent migrations
+MIGRATIONS_LOCK = "migrations"  # a dora_lib.pipeline_locks row serialising concurrent migrations
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -82,7 +82,7 @@ def _start_embedded(settings: Settings) -> str:
         # its socket is now: typically DORA_HOME was moved (or deleted) while it ran.
         raise WarehouseUnavailable(
             f"the embedded PostgreSQL of {pgdata} runs but cannot be reached at "
-            f"{redact_url(admin_url)} ({_first_line(exc)}). Was DORA_HOME moved while the "
+            f"{redact_url(admin_url)} ({first_line(exc)}). Was DORA_HOME moved while the "
             "server ran? Stop it with `dora-pipeline db stop` (same DORA_HOME) and run again."
         ) from None
     return server.get_uri(EMBEDDED_DATABASE)
@@ -140,7 +140,7 @@ def as_user(url: str, user: str) -> str:
     return make_conninfo(**params)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
@@ -149,7 +149,7 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
         return psycopg.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
         raise WarehouseUnavailable(
-            f"cannot connect to the warehouse at {redact_url(url)}: {_first_line(exc)}"
+            f"cannot connect to the warehouse at {redact_url(url)}: {first_line(exc)}"
         ) from None
 
 
@@ -178,19 +178,38 @@ class Warehouse:
             # The open transaction rolled back, so the message can say what to do.
             raise WarehouseUnavailable(
                 f"lost the connection to the warehouse at {redact_url(self.url)} "
-                f"({_first_line(exc)}); the interrupted step was rolled back and nothing "
+                f"({first_line(exc)}); the interrupted step was rolled back and nothing "
                 "half-written remains: run it again"
             ) from exc
         finally:
             conn.close()
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations and (re)grant the reader role. Returns what was applied."""
+        """Apply pending migrations and (re)grant the reader role. Returns what was applied.
+
+        Every front door calls this before it extracts anything, so the settings that only
+        the warehouse can judge are checked here too (``check_settings``)."""
         with self.connection() as conn:
+            check_settings(conn, self.settings)
             applied = apply_migrations(conn)
             ensure_reader_role(conn, self.settings)
             conn.commit()
         return applied
+
+
+def check_settings(conn: psycopg.Connection, settings: Settings) -> None:
+    """Settings whose validity is the warehouse's to judge: DORA_PRODUCTION_ENVIRONMENTS is
+    matched by PostgreSQL's regex engine in the models, which rejects some patterns
+    Python accepts (named groups, possessive quantifiers, scoped flags)."""
+    try:
+        with conn.transaction():
+            conn.execute("select '' ~ %s", (settings.production_environments,))
+    except psycopg.errors.InvalidRegularExpression as exc:
+        reason = (exc.diag.message_primary or "").strip()
+        raise ConfigError(
+            f"DORA_PRODUCTION_ENVIRONMENTS is not a regular expression PostgreSQL accepts "
+            f"({reason}): {settings.production_environments!r}"
+        ) from None
 
 
 def _migration_files() -> list[tuple[str, str]]:
@@ -203,14 +222,47 @@ def _migration_files() -> list[tuple[str, str]]:
     return files
 
 
+def _create_lock_table(conn: psycopg.Connection) -> None:
+    """``dora_lib.pipeline_locks``, before any lock can be taken. Two first migrations at
+    once may both try to create it: the loser sees a unique violation of the catalog and
+    finds the table on its next try."""
+    for attempt in range(5):
+        try:
+            with conn.transaction():
+                conn.execute("create schema if not exists dora_lib")
+                conn.execute("create table if not exists dora_lib.pipeline_locks (name text primary key)")
+            return
+        except psycopg.errors.UniqueViolation:
+            if attempt == 4:
+                raise
+
+
+def pipeline_lock(conn: psycopg.Connection, name: str) -> None:
+    """Hold the pipeline lock ``name`` until the caller's transaction ends.
+
+    A row lock on ``dora_lib.pipeline_locks`` (the upsert locks the row, creating it on
+    first use), not an advisory lock: advisory locks are one namespace for every role of
+    the cluster, so the read-only role could take ours and stall the pipeline. Nobody
+    outside the pipeline can see dora_lib. The wait is bounded by the transaction's
+    ``lock_timeout`` when the caller set one.
+    """
+    conn.execute(
+        """
+        insert into dora_lib.pipeline_locks (name) values (%s)
+        on conflict (name) do update set name = excluded.name
+        """,
+        (name,),
+    )
+
+
 def apply_migrations(conn: psycopg.Connection) -> list[str]:
     """Apply every migration not yet recorded, in order, in the caller's transaction.
 
     Idempotent: a second call applies nothing. An applied migration whose file changed
     is an error (edit history with a new migration, never by rewriting an old one).
     """
-    conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATIONS_LOCK,))
-    conn.execute("create schema if not exists dora_lib")
+    _create_lock_table(conn)
+    pipeline_lock(conn, MIGRATIONS_LOCK)
     conn.execute(
         """
         create table if not exists dora_lib.schema_migrations (
@@ -280,3 +332,77 @@ def ensure_reader_role(conn: psycopg.Connection, settings: Settings) -> None:
         conn.execute(
             sql.SQL("revoke all on schema {} from public").format(sql.Identifier(private))
         )
+    _bound_reader(conn, settings.reader_role)
+
+
+# Defaults for the reader role's sessions: a runaway or abandoned query of a reader ends
+# on its own. PostgreSQL lets a session SET these (except temp_file_limit) itself, so
+# they bound the careless, not the hostile; docs/security.md says so.
+READER_ROLE_SETTINGS = {
+    "statement_timeout": "5min",
+    "idle_in_transaction_session_timeout": "10min",
+    "work_mem": "16MB",
+}
+# Superuser-only: a reader cannot raise it, so it does bound temporary files.
+READER_TEMP_FILE_LIMIT = "1GB"
+# Creating large objects: granted to PUBLIC by default in every database.
+LARGE_OBJECT_CREATORS = ("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)")
+
+
+def _bound_reader(conn: psycopg.Connection, reader_role: str) -> None:
+    """Take from the reader what could let it stop or slow the pipeline, as far as the
+    pipeline's role may (docs/security.md lists what an operator adds otherwise):
+
+    - session defaults (``READER_ROLE_SETTINGS``), and ``temp_file_limit`` when the
+      pipeline runs as a superuser;
+    - no temporary tables: TEMP on the database is revoked from PUBLIC (the pipeline's
+      own role keeps it by an explicit grant; the loader needs it) when the pipeline
+      owns the database;
+    - no large objects: EXECUTE on the functions that create them is revoked from PUBLIC
+      in this database when the pipeline runs as a superuser (they belong to the
+      bootstrap superuser).
+    """
+    role = sql.Identifier(reader_role)
+    is_super, owns_db, database = conn.execute(
+        """
+        select r.rolsuper, pg_has_role(current_user, d.datdba, 'USAGE'), current_database()
+        from pg_roles as r, pg_database as d
+        where r.rolname = current_user and d.datname = current_database()
+        """
+    ).fetchone()
+    settings = dict(READER_ROLE_SETTINGS)
+    if is_super:
+        settings["temp_file_limit"] = READER_TEMP_FILE_LIMIT
+    for name, value in settings.items():
+        _privileged(
+            conn,
+            sql.SQL("alter role {} set {} = {}").format(role, sql.Identifier(name), sql.Literal(value)),
+            f"set {name} for the reader role",
+        )
+    if is_super or owns_db:
+        db = sql.Identifier(database)
+        conn.execute(sql.SQL("grant temporary on database {} to current_user").format(db))
+        conn.execute(sql.SQL("revoke temporary on database {} from public").format(db))
+        conn.execute(sql.SQL("revoke temporary on database {} from {}").format(db, role))
+    else:
+        log.warning(
+            "the pipeline's role does not own database %s, so it cannot take TEMP from PUBLIC: "
+            "ask its owner to REVOKE TEMPORARY ON DATABASE %s FROM PUBLIC (and GRANT it to the "
+            "pipeline's role) so the reader cannot create temporary tables", database, database,
+        )
+    if is_super:
+        for function in LARGE_OBJECT_CREATORS:
+            conn.execute(sql.SQL("revoke execute on function {} from public").format(sql.SQL(function)))
+    else:
+        log.info("large objects: the reader can still create them until a superuser runs "
+                 "REVOKE EXECUTE ON FUNCTION lo_create(oid), lo_creat(integer), "
+                 "lo_from_bytea(oid, bytea) FROM PUBLIC in this database (docs/security.md)")
+
+
+def _privileged(conn: psycopg.Connection, statement: sql.Composed, what: str) -> None:
+    """Run ``statement`` if the pipeline's role may; otherwise log what an admin should do."""
+    try:
+        with conn.transaction():
+            conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        log.warning("could not %s (the pipeline's role lacks the privilege): %s", what, statement.as_string(conn))

@@ -6,8 +6,15 @@ webhooks: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`` keye
 ``DORA_WEBHOOK_SECRET``. The answer is ``202`` only once the event is committed to
 ``dora_raw.webhook_inbox``; a repeated ``delivery_id`` is answered ``202`` and stored
 once. ``401`` bad or missing signature, ``400`` invalid JSON or field (the message names
-the field), ``413`` body over ``DORA_WEBHOOK_MAX_BODY_BYTES``, ``408`` body not received
-in time, ``503`` the warehouse could not store it (retry). ``GET /healthz`` answers 200.
+the field; every permanent input error is a 400, never a 5xx), ``413`` body over
+``DORA_WEBHOOK_MAX_BODY_BYTES``, ``431`` request head over 16 KiB, ``408`` body not
+received in time, ``503`` with ``Retry-After`` the warehouse could not store it or too
+many requests are in flight (retry). ``GET /healthz`` answers 200.
+
+Slow clients cannot hold the receiver: a connection that has not sent a complete request
+head within ``HEAD_TIMEOUT_SECONDS`` (its first one, or the next one on a kept-alive
+connection) is closed, and beyond ``MAX_CONNECTIONS`` the oldest connection still
+waiting for its head is closed to make room (``GuardedH11Protocol``).
 
 The ``webhook`` source (``dora_pipeline/sources/webhook.py``) turns inbox rows into
 deployments in the next partition run. Request format: docs/sources/webhook.md.
@@ -20,6 +27,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -33,12 +41,21 @@ from starlette.routing import Route
 
 from .config import ConfigError, Settings
 from .records import ENTITY_REF_RE, FUTURE_TOLERANCE, SHA_RE, normalise_ref
+from .warehouse import Warehouse, WarehouseUnavailable
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MIN_SECRET_LENGTH = 16
 BODY_TIMEOUT_SECONDS = 10.0
+HEAD_TIMEOUT_SECONDS = 5.0
+MAX_HEAD_BYTES = 16 * 1024
+MAX_CONNECTIONS = 200
+MAX_IN_FLIGHT = 64
+RETRY_AFTER_SECONDS = "5"
+# Deploy times outside this range are refused (400): older ones are typos or epoch-zero
+# defaults, and PostgreSQL cannot even read some (year 1 with a +14:00 offset is BC in UTC).
+EARLIEST_DEPLOY = datetime(2000, 1, 1, tzinfo=UTC)
 STATUSES = ("success", "failure", "error")
 DELIVERY_ID_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -94,8 +111,14 @@ def _text(data: dict, name: str, required: bool, max_len: int = 200) -> str | No
     if not isinstance(value, str):
         raise EventError(name, f"must be a string, got {type(value).__name__}")
     value = value.strip()
-    if len(value) > max_len or "\x00" in value:
+    if len(value) > max_len:
         raise EventError(name, f"must be at most {max_len} characters of text")
+    if "\x00" in value:
+        raise EventError(name, "must not contain a NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError(name, "is not valid Unicode text (an unpaired surrogate such as \\ud800)") from None
     return value
 
 
@@ -109,8 +132,17 @@ def _time(data: dict, name: str, required: bool, now: datetime) -> datetime | No
         raise EventError(name, f"is not an ISO 8601 timestamp: {value!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise EventError(name, f"has no time zone (add Z or +00:00): {value!r}")
-    if parsed > now + FUTURE_TOLERANCE:
-        raise EventError(name, f"is in the future: {value!r}")
+    latest = now + FUTURE_TOLERANCE
+    try:
+        in_range = EARLIEST_DEPLOY <= parsed <= latest
+    except OverflowError:  # year 1 or 9999 with an offset leaves datetime's range in UTC
+        in_range = False
+    if not in_range:
+        raise EventError(
+            name,
+            f"must be between {EARLIEST_DEPLOY:%Y-%m-%d} and now + {FUTURE_TOLERANCE} "
+            f"({latest:%Y-%m-%dT%H:%MZ}), got {value!r}",
+        )
     return parsed
 
 
@@ -121,6 +153,8 @@ def parse_event(body: bytes, now: datetime | None = None) -> DeployEvent:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise EventError("body", f"is not valid JSON ({type(exc).__name__})") from None
+    except RecursionError:
+        raise EventError("body", "is nested too deeply (a deployment event is a flat JSON object)") from None
     if not isinstance(data, dict):
         raise EventError("body", "must be a JSON object")
 
@@ -267,41 +301,169 @@ def create_app(
     ])
 
 
-def make_server(app: Starlette, host: str, port: int):
-    """A uvicorn server for ``app`` with limits for slow or abusive clients: idle
-    keep-alive connections close after 5 s, at most 100 concurrent connections (503
-    beyond), request heads over 16 KiB are refused, and the body must arrive within
-    ``BODY_TIMEOUT_SECONDS`` (enforced by the app)."""
+class PortUnavailable(WarehouseUnavailable):
+    """The receiver cannot listen on its address (exit 3, like the other failures of
+    the infrastructure it runs on); raised before anything says it listens."""
+
+
+def guard(app, *, max_head_bytes: int = MAX_HEAD_BYTES, max_in_flight: int = MAX_IN_FLIGHT):
+    """ASGI wrapper: ``431`` for a request head over ``max_head_bytes`` (h11 only bounds a
+    head that arrives in pieces; one sent in a single write is parsed whole), and
+    ``503`` with ``Retry-After`` beyond ``max_in_flight`` requests at once."""
+    in_flight = 0
+
+    async def guarded(scope, receive, send):
+        nonlocal in_flight
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        head += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if head > max_head_bytes:
+            response = _error(431, f"request head larger than {max_head_bytes} bytes")
+            return await response(scope, receive, send)
+        if in_flight >= max_in_flight:
+            response = _error(503, "too many requests in flight; retry later",
+                              headers={"Retry-After": RETRY_AFTER_SECONDS})
+            return await response(scope, receive, send)
+        in_flight += 1
+        try:
+            await app(scope, receive, send)
+        finally:
+            in_flight -= 1
+
+    return guarded
+
+
+def guarded_protocol(head_timeout: float = HEAD_TIMEOUT_SECONDS, max_connections: int = MAX_CONNECTIONS):
+    """uvicorn's h11 protocol with the two limits it lacks against slow clients.
+
+    uvicorn times out only idle kept-alive connections, and any byte received cancels
+    that timer, so a client sending a head one byte at a time holds its connection for
+    ever; and its ``limit_concurrency`` counts such connections, so a hundred of them
+    turn every valid request into a 503. Here every connection must deliver a complete
+    request head within ``head_timeout`` seconds of connecting or of its previous
+    response, and beyond ``max_connections`` the oldest connection still waiting for a
+    head is closed to make room, so valid requests keep being served.
+    """
+    import time
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._head_deadline = None
+            self._waiting_since = time.monotonic()
+            self._arm_head_timer()
+            if len(self.connections) > max_connections:
+                self._shed_one()
+
+        def connection_lost(self, exc) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._waiting_since = time.monotonic()
+            self._arm_head_timer()
+
+        def waiting_for_head(self) -> bool:
+            return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+
+        def _arm_head_timer(self) -> None:
+            if self._head_deadline is not None:
+                self._head_deadline.cancel()
+            self._head_deadline = self.loop.call_later(head_timeout, self._head_timed_out)
+
+        def _head_timed_out(self) -> None:
+            if self.waiting_for_head():
+                self.transport.close()
+
+        def _shed_one(self) -> None:
+            waiting = [
+                c for c in self.connections
+                if isinstance(c, GuardedH11Protocol) and c is not self and c.waiting_for_head()
+            ]
+            victim = min(waiting, key=lambda c: c._waiting_since) if waiting else self
+            victim.transport.close()
+
+    return GuardedH11Protocol
+
+
+def make_server(
+    app: Starlette,
+    host: str,
+    port: int,
+    *,
+    head_timeout: float = HEAD_TIMEOUT_SECONDS,
+    max_in_flight: int = MAX_IN_FLIGHT,
+):
+    """A uvicorn server for ``app`` with limits for slow or abusive clients: a complete
+    request head within ``head_timeout`` seconds or the connection is closed, heads over
+    16 KiB refused (431), idle keep-alive connections closed after 5 s, at most
+    ``MAX_CONNECTIONS`` connections (the oldest still waiting for its head makes room),
+    at most ``MAX_IN_FLIGHT`` requests at once (503 with Retry-After beyond), and the
+    body within ``BODY_TIMEOUT_SECONDS`` (enforced by the app). On SIGINT/SIGTERM it
+    stops accepting, lets requests in flight finish (at most 10 s) and returns."""
     import uvicorn
 
     config = uvicorn.Config(
-        app,
+        guard(app, max_in_flight=max_in_flight),
         host=host,
         port=port,
-        http="h11",
+        http=guarded_protocol(head_timeout),
         lifespan="off",
         timeout_keep_alive=5,
-        limit_concurrency=100,
-        h11_max_incomplete_event_size=16 * 1024,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_graceful_shutdown=10,
         server_header=False,
         log_config=None,
     )
-    return uvicorn.Server(config)
+    return _quiet_exit_server(uvicorn.Server)(config)
+
+
+def _quiet_exit_server(server_class):
+    """uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the process dies of the
+    signal (exit -15) before ``serve`` can say it stopped; after a clean stop this server
+    forgets the signal and the command exits 0."""
+    from contextlib import contextmanager
+
+    class QuietExitServer(server_class):
+        @contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return QuietExitServer
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, or ``PortUnavailable`` naming the address and why."""
+    try:
+        return socket.create_server((host, port), backlog=2048)
+    except OSError as exc:
+        raise PortUnavailable(
+            f"webhook: cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(another process holds the port? choose another with --port)"
+        ) from None
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8088) -> None:
-    """Run the receiver until interrupted (``dora-pipeline webhook``).
+    """Run the receiver until SIGINT/SIGTERM (``dora-pipeline webhook``).
 
     Refuses to start (``ConfigError``) without ``DORA_WEBHOOK_SECRET``; applies pending
-    migrations first, so the inbox table exists.
+    migrations first, so the inbox table exists; binds its port before it says it
+    listens (``PortUnavailable`` otherwise).
     """
-    from .warehouse import Warehouse
-
     _check_secret(settings)
     warehouse = Warehouse(settings)
     warehouse.migrate()
     app = create_app(settings, warehouse.url)
+    sock = listen(host, port)
     log.info("webhook: listening on http://%s:%d/v1/deployments (body limit %d bytes)",
              host, port, settings.webhook_max_body_bytes)
-    make_server(app, host, port).run()
+    make_server(app, host, port).run(sockets=[sock])
+    log.info("webhook: stopped")

@@ -130,7 +130,7 @@ def test_publish_is_atomic_and_a_failed_publish_leaves_old_tables(warehouse):
         # Simulate a mart vanishing mid-publish: the whole publish must roll back.
         conn.execute("drop table dora_marts.team_metrics")
         conn.commit()
-        with pytest.raises(psycopg.errors.UndefinedTable):
+        with pytest.raises(ModelError, match=r"publish: dora_marts.team_metrics not built"):
             publish(conn, marts, warehouse.settings.reader_role)
         conn.rollback()
         after = conn.execute("select entity_ref, deployments from dora_metrics.service_metrics order by 1, 2").fetchall()

@@ -128,6 +128,68 @@ def entity_records(entity: dict) -> list[Record]:
     return records
 
 
+ACCEPT_HINT = (
+    "if the catalog really shrank, accept it once: `dora-pipeline run --accept-catalog-shrink`, "
+    "or in Dagster the run tag dora/accept_catalog_shrink=true "
+    "(or the warehouse resource config accept_catalog_shrink: true)"
+)
+GUARDED_KINDS = ("component", "group")
+
+
+def kind_counts(records: Iterable[Record | Quarantined]) -> dict[str, int]:
+    """Components and groups in a snapshot (the kinds whose loss changes ownership)."""
+    counts = dict.fromkeys(GUARDED_KINDS, 0)
+    for record in records:
+        if isinstance(record, CatalogEntity) and record.kind in counts:
+            counts[record.kind] += 1
+    return counts
+
+
+def stored_kind_counts(warehouse_url: str) -> dict[str, int]:
+    """Components and groups of the stored Backstage snapshot."""
+    import psycopg
+
+    counts = dict.fromkeys(GUARDED_KINDS, 0)
+    with psycopg.connect(warehouse_url) as conn:
+        for kind, count in conn.execute(
+            """
+            select kind, count(*) from dora_raw.catalog_entities
+            where source = 'backstage' and kind = any(%s)
+            group by kind
+            """,
+            (list(GUARDED_KINDS),),
+        ):
+            counts[kind] = count
+    return counts
+
+
+def shrink_refusal(stored: dict[str, int], new: dict[str, int], max_pct: float) -> str | None:
+    """Why a snapshot must not replace the stored one (DESIGN §8), or None: it is empty,
+    or it holds more than ``max_pct`` percent fewer components or groups. A catalog
+    still loading after a Backstage restart looks exactly like this."""
+    if not any(new.values()):
+        return "the catalog returned no Components or Groups"
+    for kind in GUARDED_KINDS:
+        before, now = stored.get(kind, 0), new.get(kind, 0)
+        if before and 100.0 * (before - now) / before > max_pct:
+            return (
+                f"the catalog has {now} {kind}s where the stored snapshot has {before} "
+                f"({100.0 * (before - now) / before:.0f}% fewer, DORA_CATALOG_MAX_SHRINK_PCT is {max_pct:g}); "
+                "a Backstage still loading its catalog after a restart looks like this"
+            )
+    return None
+
+
+def guard_catalog(new: dict[str, int], stored: dict[str, int], ctx: ExtractContext) -> None:
+    """Refuse a suspicious snapshot (``SourceError``, exit 4) unless the run accepts it."""
+    refusal = shrink_refusal(stored, new, ctx.settings.catalog_max_shrink_pct)
+    if refusal is None:
+        return
+    if not ctx.settings.accept_catalog_shrink:
+        raise SourceError(f"backstage: refusing to replace the stored catalog: {refusal}; {ACCEPT_HINT}")
+    ctx.log.warning("backstage: %s; accepted for this run (--accept-catalog-shrink)", refusal)
+
+
 class BackstageSource(Source):
     """The Backstage catalog: components with their owners and mapping annotations, the
     group tree and group memberships. A snapshot: entities gone upstream are removed."""
@@ -207,13 +269,7 @@ class BackstageSource(Source):
                         entities[record.entity_ref] = record
         finally:
             client.session.close()
-        if not entities:
-            # An empty answer would delete the whole stored catalog: more likely a
-            # token without read access or a wrong URL than a catalog emptied overnight.
-            raise SourceError(
-                "backstage: the catalog returned no Components, Groups or Users; "
-                "refusing to replace the stored catalog with nothing"
-            )
+        guard_catalog(kind_counts(entities.values()), stored_kind_counts(ctx.warehouse_url), ctx)
         ctx.log.info(
             "backstage: %d entities, %d group memberships in %d requests",
             len(entities),

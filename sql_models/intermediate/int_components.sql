@@ -26,7 +26,7 @@ production as (
 )
 select
     u.entity_ref,                               -- component ref
-    c.owner_ref,                                -- owning group; NULL for fallback refs
+    c.owner_ref,                                -- owning group; NULL for fallback refs and unowned or orphaned components
     c.entity_ref is not null as in_catalog,     -- false: a fallback ref
     f.first_event_at,                           -- first deployment, PR or incident
     p.entity_ref is not null as has_production_deployments  -- ever deployed to production

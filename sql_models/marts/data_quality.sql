@@ -32,6 +32,25 @@ unmapped as (
     ) as u
     group by source
 ),
+ownership as (
+    select
+        k.ownership,
+        k.meaning,
+        count(c.entity_ref) as components
+    from (
+        values
+            ('user', 'catalog components owned by a User: counted for the first of the user''s groups'),
+            ('unknown_group', 'catalog components owned by a group the catalog does not hold'),
+            ('none', 'catalog components with no owner: in no team''s numbers'),
+            ('orphaned', 'orphaned catalog components (backstage.io/orphan): in no team''s numbers'),
+            ('orphaned_owner', 'catalog components owned by an orphaned group: in no team''s numbers'),
+            ('user_without_group', 'catalog components owned by a User in no catalog group: in no team''s numbers')
+    ) as k (ownership, meaning)
+    left join dora_staging.stg_catalog_components as c
+      on c.ownership = k.ownership
+      or (k.ownership = 'user_without_group' and c.ownership = 'user' and c.owner_ref is null)
+    group by k.ownership, k.meaning
+),
 coverage as (
     select
         count(*) filter (where shipped_prs > 0) as linked,
@@ -40,7 +59,7 @@ coverage as (
 )
 select
     e.source,                                   -- the source
-    'extract' as check_name,                    -- extract | rows:<table> | unmapped | lead_time_coverage
+    'extract' as check_name,                    -- extract | rows:<table> | unmapped | lead_time_coverage | ownership:<kind>
     null::text as entity_ref,                   -- a component, for per-component checks
     e.last_extracted_at,                        -- last successful extract
     e.last_partition,                           -- latest UTC day extracted
@@ -62,6 +81,11 @@ select 'all', 'lead_time_coverage', null, null, null, c.linked,
        'of ' || c.total || ' production deployments shipped at least one PR ('
        || coalesce(round(100.0 * c.linked / nullif(c.total, 0), 1)::text, 'n/a') || ' %)'
 from coverage as c
+union all
+select 'backstage', 'ownership:' || o.ownership, null, e.last_extracted_at, e.last_partition, o.components,
+       o.meaning
+from ownership as o
+left join extracts as e on e.source = 'backstage'
 union all
 select 'all', 'unmapped_component', k.entity_ref, null, null, count(*), 'events naming ' || min(k.key_type) || ' ' || min(k.key)
 from dora_staging.stg_deployments as d

@@ -1,4 +1,5 @@
-/* One row per group: catalog Groups plus groups named only as a component owner.
+/* One row per group: catalog Groups (orphaned ones excluded: they own nothing) plus
+groups named only as a component owner.
 index: group_ref */
 select
     g.entity_ref as group_ref,                  -- group:namespace/name
@@ -6,15 +7,11 @@ select
     coalesce(g.title, g.name) as title          -- display name
 from dora_raw.catalog_entities as g
 where g.kind = 'group'
+  and coalesce(g.annotations ->> 'backstage.io/orphan', '') <> 'true'
 union
 select distinct
     c.owner_ref as group_ref,
     null as parent_ref,
     split_part(c.owner_ref, '/', 2) as title
-from dora_raw.catalog_entities as c
-where c.kind = 'component'
-  and c.owner_ref like 'group:%'
-  and not exists (
-      select 1 from dora_raw.catalog_entities as g2
-      where g2.kind = 'group' and g2.entity_ref = c.owner_ref
-  )
+from dora_staging.stg_catalog_components as c
+where c.ownership = 'unknown_group'
