@@ -39,6 +39,7 @@ from psycopg import sql
 
 from .resources import WarehouseResource
 from .sources import Source
+from .text import markdown_table
 
 # Silent crash: the latest complete day loaded nothing although the same weekday of each
 # of the previous weeks loaded at least this many rows (weekly seasonality: a team that
@@ -81,9 +82,7 @@ _ANNOTATION_FOR_KEY = {
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("–" if v is None else str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
-    return MetadataValue.md("\n".join(lines))
+    return MetadataValue.md(markdown_table(header, rows))
 
 
 # ---------------------------------------------------------------- per source
