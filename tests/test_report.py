@@ -30,7 +30,6 @@ from dora_pipeline.report import (
     missing_reason,
     normalise_team,
     series,
-    week_ticks,
     write_report,
     y_limits,
     y_ticks,
@@ -89,12 +88,6 @@ def test_axis_shows_the_data_and_the_nearest_tier_boundaries():
     assert {24.0, 168.0} <= set(y_ticks(lead_time, (lo, hi), bands))
     cfr = next(m for m in METRICS if m.column == "change_failure_rate_pct")
     assert y_limits(cfr, [None, None], []) [0] == 0
-
-
-def test_week_ticks_label_the_first_week_of_months():
-    weeks = [date(2025, 1, 6) + timedelta(days=7 * i) for i in range(26)]
-    ticks = week_ticks(weeks)
-    assert all(weeks[i].day <= 7 for i in ticks) and 3 <= len(ticks) <= 6
 
 
 def test_team_shorthands_are_normalised():
