@@ -419,7 +419,7 @@ def inline_svg(svg: str, key: str, title: str, desc: str) -> str:
     width_pt = float(view_box.split()[2])
     head = (
         f'<svg viewBox="{view_box}" class="chart" role="img" aria-labelledby="{key}-t {key}-d" '
-        f'style="max-width:{width_pt * 4 / 3:.0f}px" focusable="false">'
+        f'style="max-width:{width_pt * 4 / 3:.0f}px;min-width:{width_pt * 4 / 3 * 0.7:.0f}px" focusable="false">'
         f'<title id="{key}-t">{escape(title)}</title><desc id="{key}-d">{escape(desc)}</desc>'
     )
     # matplotlib writes the SVG and escapes its text; title and desc are escaped above.
@@ -791,6 +791,8 @@ class _Page:
     # -- the page's data, rendered by the template
 
     def render(self) -> str:
+        from markupsafe import Markup
+
         scope_services = (self.pooled_services(self.options.team) if self.options.team
                           else sorted(self.data.services))
         d = self.data
@@ -798,7 +800,9 @@ class _Page:
                 if self.weeks else "no weeks")
         unowned = sorted(ref for ref, row in d.services.items() if not row.get("owner_ref"))
         context = {
-            "css": (resources.files("dora_pipeline") / "report_assets" / "report.css").read_text(encoding="utf-8"),
+            # Our own stylesheet, not data: inlined as it is (escaping would break its quotes).
+            "css": Markup((resources.files("dora_pipeline") / "report_assets" / "report.css").read_text(
+                encoding="utf-8")),
             "team": self.options.team,
             "as_of": _fmt_date(d.as_of),
             "span": span,
