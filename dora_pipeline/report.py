@@ -547,10 +547,10 @@ class Charts:
         from matplotlib.figure import Figure
 
         with self._mpl.rc_context({**_RC, "font.size": 7, "axes.titlesize": 7.5}):
-            height = 0.85 + 1.15 * len(rows)
+            height = 1.1 + 1.15 * len(rows)
             # A fixed layout: the constrained engine costs more than the drawing here.
             fig = Figure(figsize=(9, height))
-            fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.62 / height, bottom=0.3 / height,
+            fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.85 / height, bottom=0.3 / height,
                                 wspace=0.3, hspace=0.55)
             axes = fig.subplots(len(rows), len(METRICS), squeeze=False)
             for j, metric in enumerate(METRICS):
@@ -564,7 +564,7 @@ class Charts:
                 # The service's whole name on a line of its own above its row (a name at the
                 # left of the row was cut from the left once longer than the margin).
                 label = chart_label(short_ref(ref), 110)
-                axes[i][0].text(-0.2, 1.04 if i else 1.3, label, transform=axes[i][0].transAxes, ha="left",
+                axes[i][0].text(-0.2, 1.04 if i else 1.4, label, transform=axes[i][0].transAxes, ha="left",
                                 va="bottom", fontweight="bold", fontsize=7)
             fig.text(0.005, 1 - 0.12 / height, title, ha="left", va="top", fontsize=9, fontweight="bold")
             return self._svg(fig, title, desc)

@@ -17,11 +17,11 @@ from datetime import date, timedelta
 
 import psycopg
 import pytest
+from browser import Browser
 from markdown_it import MarkdownIt
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from test_report import restore_logging  # noqa: F401 (a fixture)
-from test_report_browser import Browser, find_chromium
+from test_report import chromium, restore_logging  # noqa: F401 (fixtures)
 
 from dora_pipeline.assets import _team_preview
 from dora_pipeline.checks import _md_table
@@ -216,16 +216,8 @@ JSON.stringify({
 """
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium); CI runs this test")
-    return path
-
-
 def test_report_on_hostile_names_runs_no_script_fits_the_viewport_and_draws_every_chart(
-        hostile_db, chromium, tmp_path):
+        hostile_db, chromium, tmp_path):  # noqa: F811 (the fixture)
     result = write_report(_settings(hostile_db), tmp_path / "hostile.html")
     page = result.path.read_text(encoding="utf-8")
     assert "<script" not in page and "<img" not in page and "&lt;/td&gt;&lt;script&gt;" in page
