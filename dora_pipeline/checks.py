@@ -39,7 +39,7 @@ from psycopg import sql
 
 from .resources import WarehouseResource
 from .sources import Source
-from .text import markdown_table
+from .text import Markdown, markdown_code, markdown_table
 
 # Silent crash: the latest complete day loaded nothing although the same weekday of each
 # of the previous weeks loaded at least this many rows (weekly seasonality: a team that
@@ -382,8 +382,8 @@ def unknown_components(conn: psycopg.Connection) -> AssetCheckResult:
             return f"register {key} in the catalog"
         annotation = _ANNOTATION_FOR_KEY.get(key_type)
         if annotation:
-            return f"annotate the component with `{annotation}: {key}`"
-        return f"name a catalog component `{key}`"
+            return Markdown("annotate the component with " + markdown_code(f"{annotation}: {key}"))
+        return Markdown("name a catalog component " + markdown_code(key))
 
     metadata["components"] = _md_table(
         ("fallback ref", "deployments", "incidents", "named by", "fix"),

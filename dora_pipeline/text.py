@@ -86,11 +86,28 @@ def chart_label(value: object, width: int | None = 40) -> str:
     return terminal(value, width)
 
 
+class Markdown(str):
+    """Markdown already made safe (by ``markdown_code`` or ``markdown_cell``): a table
+    cell holding it is used as it is."""
+
+
 def markdown_cell(value: object, width: int | None = 200) -> str:
     """An untrusted value as one cell of a Markdown table: it can neither end the cell
     (``|``, newline) nor format, link or inject HTML."""
+    if isinstance(value, Markdown):
+        return value
     text = shorten(visible("–" if value is None else value), width)
     return _MARKDOWN.sub(r"\\\1", text)
+
+
+def markdown_code(value: object, width: int | None = 200) -> Markdown:
+    """An untrusted value as an inline code span inside a table cell: fenced with more
+    backticks than it holds (so it cannot close the span), pipes escaped (GFM splits the
+    row before it reads code spans), controls and newlines visible."""
+    text = shorten(visible(value), width).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markdown(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def markdown_table(header: list[str] | tuple[str, ...], rows) -> str:

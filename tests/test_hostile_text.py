@@ -30,7 +30,7 @@ from dora_pipeline.pipeline import run
 from dora_pipeline.report import write_report
 from dora_pipeline.report_text import print_tables
 from dora_pipeline.sources import get_source
-from dora_pipeline.text import markdown_cell, terminal, visible
+from dora_pipeline.text import markdown_cell, markdown_code, terminal, visible
 from dora_pipeline.warehouse import Warehouse
 
 from conftest import _with_dbname
@@ -195,6 +195,10 @@ def test_dagster_preview_markdown_keeps_every_cell_in_its_column(hostile_db):
     check = _md_table(("name", "value"), [(v, i) for i, v in enumerate(HOSTILE)]).value
     assert [len(r) for r in _table_cells(check)] == [2] * (len(HOSTILE) + 1)
     assert [r[1] for r in _table_cells(check)[1:]] == [str(i) for i in range(len(HOSTILE))]
+    code = _md_table(("fix", "n"), [(markdown_code(v + "`|``"), i) for i, v in enumerate(HOSTILE)]).value
+    assert [len(r) for r in _table_cells(code)] == [2] * (len(HOSTILE) + 1)
+    html = MarkdownIt("commonmark").enable("table").render(code)
+    assert html.count("<code>") == len(HOSTILE) and "<script" not in html
 
 
 # --- the HTML report in a real browser --------------------------------------------------
