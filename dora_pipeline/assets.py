@@ -48,6 +48,7 @@ from .models import Model, ModelGraph, build_model, load_models, model_parameter
 from .pipeline import RunPlan, extract_partition, latest_extracted_day, planned_days
 from .resources import WarehouseResource
 from .sources import Source, all_sources
+from .text import markdown_table
 from .warehouse import Warehouse
 
 PUBLISHED_GROUP = "published"
@@ -447,14 +448,13 @@ def _team_preview(conn) -> str:
     ).fetchall()
     if not rows:
         return ""
-    header = "| group | deploys (30d) | deploys/day | lead time h | CFR % | restore min |\n|---|---|---|---|---|---|\n"
 
     def cell(value, tier):
-        return "–" if value is None else f"{value} ({tier})" if tier else f"{value}"
+        return None if value is None else f"{value} ({tier})" if tier else f"{value}"
 
-    return header + "\n".join(
-        f"| {r[0]} | {r[1]} | {cell(r[2], r[3])} | {cell(r[4], r[5])} | {cell(r[6], r[7])} | {cell(r[8], r[9])} |"
-        for r in rows
+    return markdown_table(
+        ("group", "deploys (30d)", "deploys/day", "lead time h", "CFR %", "restore min"),
+        [(r[0], r[1], cell(r[2], r[3]), cell(r[4], r[5]), cell(r[6], r[7]), cell(r[8], r[9])) for r in rows],
     )
 
 

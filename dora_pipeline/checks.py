@@ -39,6 +39,7 @@ from psycopg import sql
 
 from .resources import WarehouseResource
 from .sources import Source
+from .text import Markdown, markdown_code, markdown_table
 
 # Silent crash: the latest complete day loaded nothing although the same weekday of each
 # of the previous weeks loaded at least this many rows (weekly seasonality: a team that
@@ -81,9 +82,7 @@ _ANNOTATION_FOR_KEY = {
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("–" if v is None else str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
-    return MetadataValue.md("\n".join(lines))
+    return MetadataValue.md(markdown_table(header, rows))
 
 
 # ---------------------------------------------------------------- per source
@@ -383,8 +382,8 @@ def unknown_components(conn: psycopg.Connection) -> AssetCheckResult:
             return f"register {key} in the catalog"
         annotation = _ANNOTATION_FOR_KEY.get(key_type)
         if annotation:
-            return f"annotate the component with `{annotation}: {key}`"
-        return f"name a catalog component `{key}`"
+            return Markdown("annotate the component with " + markdown_code(f"{annotation}: {key}"))
+        return Markdown("name a catalog component " + markdown_code(key))
 
     metadata["components"] = _md_table(
         ("fallback ref", "deployments", "incidents", "named by", "fix"),

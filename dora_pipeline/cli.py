@@ -20,6 +20,7 @@ from .config import ConfigError, Settings
 from .models import ModelError, load_models
 from .progress import Progress, StatusAwareHandler, StatusLine, is_terminal, summary_lines
 from .sources import SourceError, get_source
+from .text import VisibleControlsFilter
 from .warehouse import (
     Warehouse,
     WarehouseUnavailable,
@@ -62,6 +63,7 @@ def _setup_logging(verbosity: int, settings: Settings | None) -> StatusLine | No
     status = StatusLine(sys.stderr) if verbosity >= 0 and is_terminal(sys.stderr) else None
     handler = StatusAwareHandler(sys.stderr, status)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(message)s", "%H:%M:%S"))
+    handler.addFilter(VisibleControlsFilter())  # names from sources never drive the terminal
     if settings is not None:
         handler.addFilter(_RedactingFilter(settings.secrets()))
     root = logging.getLogger()

@@ -14,6 +14,13 @@ from datetime import UTC, date, datetime, timedelta
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 ENTITY_REF_RE = re.compile(r"^[a-z0-9_.-]+:[a-z0-9_.-]+/[a-z0-9_.:-]+$")
+# Free-form names a source hands over and the pipeline keeps or publishes (survey ids,
+# environment names): a letter, digit or underscore first, then letters, digits and
+# printable ASCII, at most 200 characters. So no such value starts with = + - @ (a
+# spreadsheet formula), a tab or CR, and none carries control, bidi or other invisible
+# characters.
+IDENTIFIER_RE = re.compile(r"^\w[\w -~]{0,199}$")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_PR_NUMBER = 2_147_483_647
 # Clock skew a source may show before a timestamp counts as "in the future".
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -58,10 +65,29 @@ def _check_text(name: str, value: str | None, required: bool = False, max_len: i
         raise InvalidRecord(name, f"is longer than {max_len} characters")
 
 
+def check_identifier(name: str, value: str | None, required: bool = False) -> None:
+    """A free-form name that is published (see ``IDENTIFIER_RE``); the reason says what is wrong."""
+    _check_text(name, value, required, max_len=200)
+    if not value or IDENTIFIER_RE.match(value):
+        return
+    shown = repr(value[:80]) + ("…" if len(value) > 80 else "")
+    if value.startswith(FORMULA_PREFIXES):
+        raise InvalidRecord(
+            name, f"starts with {value[0]!r}, which a spreadsheet may run as a formula: {shown}"
+        )
+    raise InvalidRecord(
+        name,
+        "is not a name (a letter, digit or _ first, then letters, digits and "
+        f"printable ASCII): {shown}",
+    )
+
+
 def check_entity_ref(name: str, value: str | None, required: bool = False) -> None:
     _check_text(name, value, required)
     if value and not ENTITY_REF_RE.match(value):
-        raise InvalidRecord(name, f"is not a full lower-case entity ref kind:namespace/name: {value[:120]!r}")
+        raise InvalidRecord(
+            name, f"is not a full lower-case entity ref kind:namespace/name: {value[:120]!r}"
+        )
 
 
 def normalise_ref(ref: str, default_kind: str, default_namespace: str = "default") -> str:
@@ -101,7 +127,7 @@ class Deployment:
         _check_text("service_key", self.service_key, required=True)
         if self.service_key_type == "entity_ref":
             check_entity_ref("service_key", self.service_key, required=True)
-        _check_text("environment", self.environment, required=True, max_len=200)
+        check_identifier("environment", self.environment, required=True)
         _check_time("finished_at", self.finished_at, True, now)
         _check_time("started_at", self.started_at, False, now)
         if self.started_at and self.started_at > self.finished_at:
@@ -207,7 +233,7 @@ class SurveyResponse:
     table = "survey_responses"
 
     def validate(self, now: datetime) -> None:
-        _check_text("survey_id", self.survey_id, required=True, max_len=200)
+        check_identifier("survey_id", self.survey_id, required=True)
         _check_text("respondent", self.respondent, required=True)
         check_entity_ref("group_ref", self.group_ref, required=True)
         _check_time("submitted_at", self.submitted_at, True, now)
@@ -334,7 +360,9 @@ def storable_text(text: str | None) -> str | None:
     NULs written out as visible ``\\udcXX`` and ``\\u0000``."""
     if text is None or (text.isascii() and "\x00" not in text):
         return text
-    return text.encode("utf-8", errors="backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+    return (
+        text.encode("utf-8", errors="backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+    )
 
 
 def utc_day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -18,12 +18,12 @@ Three layers, each testable alone:
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import logging
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from .config import ConfigError, Settings
+from .text import chart_label, shorten, terminal, visible
 from .warehouse import PUBLISHED_SCHEMA, Warehouse, WarehouseUnavailable, connect, redact_url
 
 log = logging.getLogger(__name__)
@@ -165,13 +166,6 @@ def series(rows: Mapping[date, Mapping[str, Any]], weeks: Sequence[date], column
     return out
 
 
-def week_ticks(weeks: Sequence[date], most: int = 6) -> list[int]:
-    """Indexes of the weeks to label: the first week of each month, thinned to at most ``most``."""
-    firsts = [i for i, week in enumerate(weeks) if week.day <= 7] or [0]
-    step = math.ceil(len(firsts) / most)
-    return firsts[::step]
-
-
 def week_range(last_week: date, weeks: int) -> list[date]:
     return [last_week - timedelta(days=7 * i) for i in reversed(range(weeks))]
 
@@ -220,19 +214,20 @@ def y_limits(metric: Metric, values: Iterable[float | None], bands: Sequence[Ban
 
 
 def y_ticks(metric: Metric, limits: tuple[float, float], bands: Sequence[Band]) -> list[float]:
-    """Ticks at the tier boundaries (the numbers that matter) plus decades between them."""
+    """Ticks at the tier boundaries (the numbers that matter) and values between them: the
+    decades (1, 10, 100, ...) on a log axis, so every band has a readable scale beside it."""
     lo, hi = limits
     bounds = sorted({b for band in bands for b in (band.lower, band.upper) if b is not None and b > 0})
     if metric.linthresh is None:
         step = 5 if hi <= 40 else 10 if hi <= 80 else 25
         return [float(v) for v in range(0, int(hi) + 1, step)]
-    decades = [10.0**k for k in range(-3, 8)]
     inside = [v for v in bounds if lo <= v <= hi]
-    extra = [d for d in decades if max(lo, metric.linthresh) <= d <= hi and all(abs(math.log10(d / b)) > 0.4 for b in inside)]
-    ticks = sorted({*inside, *extra, *([0.0] if lo == 0 else [])})
-    if len(ticks) > 7:
-        ticks = sorted({*inside, *([0.0] if lo == 0 else [])})
-    return ticks
+    decades = [d for d in (10.0**k for k in range(-3, 8)) if max(lo, metric.linthresh) <= d <= hi]
+    # A decade right next to a boundary would print over it: the boundary wins.
+    extra = [d for d in decades if all(abs(math.log10(d / b)) > 0.25 for b in inside)]
+    while len(inside) + len(extra) > 8 and len(extra) > 1:
+        extra = extra[::2]
+    return sorted({*inside, *extra, *([0.0] if lo == 0 else [])})
 
 
 # --- reading dora_metrics --------------------------------------------------------------
@@ -395,7 +390,10 @@ _RC = {
     "ytick.color": "#333333",
     "hatch.linewidth": 0.6,
     "legend.frameon": False,
+    # Names are data: "$x^$" in a group name is text, never math (which could fail the chart).
+    "text.parse_math": False,
 }
+PARTIAL_FILL = "#e4e4e4"
 
 
 def inline_svg(svg: str, key: str, title: str, desc: str) -> str:
@@ -406,6 +404,8 @@ def inline_svg(svg: str, key: str, title: str, desc: str) -> str:
     collide) and drops the others; makes the chart responsive; adds ``<title>`` and
     ``<desc>`` and ``role="img"`` so assistive technology reads it as one image.
     """
+    from markupsafe import Markup, escape
+
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<defs>\s*<style[^>]*>.*?</style>\s*</defs>", "", svg, count=1, flags=re.S)
     referenced = set(re.findall(r'(?:href="#|url\(#)([^")]+)', svg))
@@ -419,10 +419,11 @@ def inline_svg(svg: str, key: str, title: str, desc: str) -> str:
     width_pt = float(view_box.split()[2])
     head = (
         f'<svg viewBox="{view_box}" class="chart" role="img" aria-labelledby="{key}-t {key}-d" '
-        f'style="max-width:{width_pt * 4 / 3:.0f}px" focusable="false">'
-        f'<title id="{key}-t">{html.escape(title)}</title><desc id="{key}-d">{html.escape(desc)}</desc>'
+        f'style="max-width:{width_pt * 4 / 3:.0f}px;min-width:{width_pt * 4 / 3 * 0.7:.0f}px" focusable="false">'
+        f'<title id="{key}-t">{escape(title)}</title><desc id="{key}-d">{escape(desc)}</desc>'
     )
-    return head + svg[root_end + 1:].strip()
+    # matplotlib writes the SVG and escapes its text; title and desc are escaped above.
+    return Markup(head + svg[root_end + 1:].strip())
 
 
 class Charts:
@@ -437,7 +438,11 @@ class Charts:
     def _svg(self, fig, title: str, desc: str) -> str:
         self._count += 1
         buffer = io.StringIO()
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+        with warnings.catch_warnings():
+            # With svg.fonttype "none" the browser draws the text in its own fonts; a glyph
+            # DejaVu lacks (an emoji) is no problem, and the warning would echo the name.
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+            fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
         return inline_svg(buffer.getvalue(), f"c{self._count}", title, desc)
 
     def _figure(self, width: float, height: float, margins: tuple[float, float, float, float] | None = None):
@@ -452,16 +457,23 @@ class Charts:
         fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
         return fig
 
-    def _time_axis(self, ax, weeks: Sequence[date], labels: bool = True) -> list[float]:
+    def _time_axis(self, ax, weeks: Sequence[date], labels: bool = True, partial_last: bool = False,
+                   most_ticks: int = 6) -> list[float]:
+        """Weeks on x: concise date ticks (months, the year once), the partial last week shaded."""
         from matplotlib import dates as mdates
-        from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+        from matplotlib.ticker import NullFormatter, NullLocator
 
         x = [float(v) for v in mdates.date2num(weeks)]
         ax.set_xlim(x[0] - 3.5, x[-1] + 3.5)
-        ticks = week_ticks(weeks)
-        ax.xaxis.set_major_locator(FixedLocator([x[i] for i in ticks]))
-        ax.xaxis.set_major_formatter(FixedFormatter([weeks[i].strftime("%d %b") for i in ticks] if labels else []))
+        locator = mdates.AutoDateLocator(minticks=2, maxticks=most_ticks)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=False)
+                                     if labels else NullFormatter())
         ax.xaxis.set_minor_locator(NullLocator())
+        if partial_last and x:
+            ax.axvspan(x[-1] - 3.5, x[-1] + 3.5, facecolor=PARTIAL_FILL, edgecolor="none", zorder=0.5)
+            ax.text(x[-1], 0.03, "partial", transform=ax.get_xaxis_transform(), rotation=90, ha="center",
+                    va="bottom", fontsize=5.5, color="#333333", zorder=5)
         return x
 
     def _bands(self, ax, bands: Sequence[Band], limits: tuple[float, float], labels: bool) -> None:
@@ -487,7 +499,7 @@ class Charts:
               partial_last: bool, gap_labels: str, band_labels: bool, tick_labels: bool = True) -> None:
         from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
-        x = self._time_axis(ax, data.weeks, tick_labels)
+        x = self._time_axis(ax, data.weeks, tick_labels, partial_last, most_ticks=6 if band_labels else 3)
         if metric.linthresh is not None:
             ax.set_yscale("symlog", linthresh=metric.linthresh, linscale=metric.linscale)
         ax.set_ylim(*limits)
@@ -535,11 +547,11 @@ class Charts:
         from matplotlib.figure import Figure
 
         with self._mpl.rc_context({**_RC, "font.size": 7, "axes.titlesize": 7.5}):
-            height = 0.85 + 1.0 * len(rows)
+            height = 1.1 + 1.15 * len(rows)
             # A fixed layout: the constrained engine costs more than the drawing here.
             fig = Figure(figsize=(9, height))
-            fig.subplots_adjust(left=0.15, right=0.99, top=1 - 0.62 / height, bottom=0.3 / height,
-                                wspace=0.3, hspace=0.3)
+            fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.85 / height, bottom=0.3 / height,
+                                wspace=0.3, hspace=0.55)
             axes = fig.subplots(len(rows), len(METRICS), squeeze=False)
             for j, metric in enumerate(METRICS):
                 column = [series(weekly, weeks, metric.column, metric.tier_column) for _, weekly in rows]
@@ -549,20 +561,23 @@ class Charts:
                                gap_labels="short", band_labels=False, tick_labels=i == len(rows) - 1)
                 axes[0][j].set_title(f"{metric.title}\n({metric.unit})")
             for i, (ref, _) in enumerate(rows):
-                axes[i][0].text(-0.32, 0.5, short_ref(ref), transform=axes[i][0].transAxes, ha="right",
-                                va="center", fontweight="bold", fontsize=7)
+                # The service's whole name on a line of its own above its row (a name at the
+                # left of the row was cut from the left once longer than the margin).
+                label = chart_label(short_ref(ref), 110)
+                axes[i][0].text(-0.2, 1.04 if i else 1.4, label, transform=axes[i][0].transAxes, ha="left",
+                                va="bottom", fontweight="bold", fontsize=7)
             fig.text(0.005, 1 - 0.12 / height, title, ha="left", va="top", fontsize=9, fontweight="bold")
             return self._svg(fig, title, desc)
 
     def stages(self, weeks: Sequence[date], stages: Sequence[tuple[str, Series]], total: Series, gap: Series,
-               title: str, desc: str, figsize: tuple[float, float] = (10, 2.6)) -> str:
+               title: str, desc: str, figsize: tuple[float, float] = (10, 2.6), partial_last: bool = False) -> str:
         """Median hours per lead-time stage, one line each (medians of stages do not add up)."""
         from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
         with self._mpl.rc_context(_RC):
             fig = self._figure(*figsize)
             ax = fig.add_subplot()
-            x = self._time_axis(ax, weeks)
+            x = self._time_axis(ax, weeks, partial_last=partial_last)
             ax.set_yscale("symlog", linthresh=1.0, linscale=0.35)
             values = [v for _, s in (*stages, ("total", total)) for v in s.values if v is not None]
             hi = max(values, default=24) * 2
@@ -585,19 +600,22 @@ class Charts:
             return self._svg(fig, title, desc)
 
     def activity(self, weeks: Sequence[date], merged: Series | None, hours: Sequence[tuple[str, Series]],
-                 title: str, desc: str) -> str:
+                 title: str, desc: str, partial_last: bool = False) -> str:
         with self._mpl.rc_context(_RC):
             fig = self._figure(10, 2.4)
             axes = fig.subplots(1, 2)
             if merged is not None:
-                x = self._time_axis(axes[0], weeks)
-                axes[0].bar(x, [0 if v is None else v for v in merged.values], width=5, color="#0072B2", zorder=2)
+                x = self._time_axis(axes[0], weeks, partial_last=partial_last)
+                bars = axes[0].bar(x, [0 if v is None else v for v in merged.values], width=5, color="#0072B2",
+                                   zorder=2)
+                if partial_last and bars:  # the partial week's bar hollow, as the lines' last point
+                    bars[-1].set(facecolor="white", edgecolor="#0072B2", hatch="....", linewidth=1)
                 self._gaps(axes[0], x, merged, "full")
                 axes[0].set_title("Merged pull requests per week")
                 axes[0].set_ylabel("pull requests")
             else:
                 axes[0].set_axis_off()
-            x = self._time_axis(axes[1], weeks)
+            x = self._time_axis(axes[1], weeks, partial_last=partial_last)
             for (name, data), (colour, marker, dash) in zip(hours, _cycle_styles(), strict=False):
                 axes[1].plot(x, [math.nan if v is None else v for v in data.values], color=colour, marker=marker,
                              linestyle=dash, markersize=3, linewidth=1.4, label=stage_label(name), zorder=3)
@@ -663,9 +681,8 @@ def short_ref(ref: str) -> str:
 
 # --- the page --------------------------------------------------------------------------
 
-
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+TEMPLATE = "report.html.j2"
+NAME_LIMIT = 80  # a longer name is shortened on the page, the full name in its title
 
 
 def slug(ref: str) -> str:
@@ -680,11 +697,45 @@ def _fmt_date(day: date | datetime | None) -> str:
     return day.isoformat()
 
 
+def _environment():
+    """The Jinja2 environment of the report: autoescape always on (the template is HTML
+    whatever its file name), undefined names are errors, the text helpers as filters."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dora_pipeline", "report_assets"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(visible=visible, shorten=shorten, short_ref=short_ref)
+    return env
+
+
 @dataclass(frozen=True)
 class ReportOptions:
     team: str | None = None
     weeks: int = DEFAULT_WEEKS
     survey_min_respondents: int = 5
+
+
+def metric_cell(metric: Metric, row: Mapping | None) -> dict:
+    """One table cell of a metric: a number with its tier, or the reason there is none."""
+    if row is None:
+        return {"kind": "gap", "text": "no activity yet"}
+    value = row.get(metric.column)
+    if value is None:
+        return {"kind": "gap", "text": f"– {missing_reason(metric.column, row)}"}
+    return {"kind": "num", "text": number(value), "tier": row.get(metric.tier_column)}
+
+
+def metric_text(metric: Metric, row: Mapping) -> dict:
+    value = row.get(metric.column)
+    if value is None:
+        return {"title": metric.title.lower(), "text": f"– ({missing_reason(metric.column, row)})", "tier": None}
+    return {"title": metric.title.lower(), "text": f"{number(value)} {metric.short.split()[-1]}",
+            "tier": row.get(metric.tier_column)}
 
 
 class _Page:
@@ -737,65 +788,42 @@ class _Page:
     def owned_services(self, group: str) -> list[str]:
         return sorted(ref for ref, row in self.data.services.items() if row.get("owner_ref") == group)
 
-    # -- sections
+    # -- the page's data, rendered by the template
 
     def render(self) -> str:
+        from markupsafe import Markup
+
         scope_services = (self.pooled_services(self.options.team) if self.options.team
                           else sorted(self.data.services))
-        body = [
-            self.header(),
-            self.nav(),
-            '<main id="content">',
-            self.overview(scope_services),
-            *(self.group_section(group, depth) for group, depth in self.groups),
-        ]
-        if not self.options.team:
-            body.append(self.unowned_section())
-        body += [self.quality_section(), self.benchmarks_section(), "</main>", self.footer()]
-        css = (resources.files("dora_pipeline") / "report_assets" / "report.css").read_text(encoding="utf-8")
-        title = "DORA metrics report" + (f": {short_ref(self.options.team)}" if self.options.team else "")
-        return (
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            "style-src 'unsafe-inline'; img-src data:\">\n"
-            f"<title>{_e(title)}</title>\n<style>\n{css}</style>\n</head>\n<body>\n"
-            '<a class="skip" href="#content">Skip to the report</a>\n'
-            + "\n".join(body) + "\n</body>\n</html>\n"
-        )
-
-    def header(self) -> str:
         d = self.data
         span = (f"{len(self.weeks)} weeks, {_fmt_date(self.weeks[0])} to {_fmt_date(self.weeks[-1])}"
                 if self.weeks else "no weeks")
-        scope = f"group {_e(self.options.team)} and its child groups" if self.options.team else "the whole organisation"
-        partial = (f" The last week (from {_fmt_date(self.weeks[-1])}) is partial: it ends at the as-of time, "
-                   "so its deploys per day read low; its point is drawn hollow." if self.partial_last else "")
-        return f"""<header>
-<h1>DORA metrics report</h1>
-<p class="meta">As of <strong>{_e(_fmt_date(d.as_of))}</strong> · {_e(span)} · scope: {scope} ·
-read from schema <code>{PUBLISHED_SCHEMA}</code> as role <code>{_e(d.reader)}</code> ·
-generated {_e(_fmt_date(datetime.now(UTC)))}</p>
-<details class="howto" open><summary>How to read this report</summary>
-<p>Charts show weekly values (ISO weeks, Monday UTC). The coloured bands behind each line are the
-DORA performance tiers in force ({_tier_legend()}); their thresholds are listed under
-<a href="#benchmarks">Benchmarks</a>. A hatched stretch is a gap: there is no value that week, and the
-label says why (no deploys, no linked PRs, no incidents). A gap is never drawn as zero.{_e(partial)}</p>
-<p>These numbers are for finding systemic problems, never for grading people or ranking teams.
-Every chart has a text description for screen readers, and every section has its numbers as a table.</p>
-</details>
-</header>"""
+        unowned = sorted(ref for ref, row in d.services.items() if not row.get("owner_ref"))
+        context = {
+            # Our own stylesheet, not data: inlined as it is (escaping would break its quotes).
+            "css": Markup((resources.files("dora_pipeline") / "report_assets" / "report.css").read_text(
+                encoding="utf-8")),
+            "team": self.options.team,
+            "as_of": _fmt_date(d.as_of),
+            "span": span,
+            "schema": PUBLISHED_SCHEMA,
+            "reader": d.reader,
+            "generated": _fmt_date(datetime.now(UTC)),
+            "partial_from": _fmt_date(self.weeks[-1]) if self.partial_last and self.weeks else None,
+            "tiers": TIERS,
+            "metrics": METRICS,
+            "window_days": OVERVIEW_WINDOW_DAYS,
+            "overview": self.overview(scope_services),
+            "groups": [self.group_section(group, depth) for group, depth in self.groups],
+            "unowned": (self.services("Services without an owner in the catalog", unowned)
+                        if unowned and not self.options.team else None),
+            "quality": self.quality(),
+            "benchmarks": [{"metric": m.title, "tier": b.tier, "range": b.text(), "unit": b.unit}
+                           for m in METRICS for b in d.bands.get(m.column, ())],
+        }
+        return _environment().get_template(TEMPLATE).render(context)
 
-    def nav(self) -> str:
-        items = ['<li><a href="#overview">Organisation overview</a></li>']
-        for group, depth in self.groups:
-            items.append(f'<li class="depth{min(depth, 3)}"><a href="#{slug(group)}">{_e(short_ref(group))}</a></li>')
-        if not self.options.team:
-            items.append('<li><a href="#unowned">Services without an owner</a></li>')
-        items += ['<li><a href="#data-quality">Data quality</a></li>', '<li><a href="#benchmarks">Benchmarks</a></li>']
-        return f'<nav aria-label="Sections"><h2>Contents</h2><ul>{"".join(items)}</ul></nav>'
-
-    def overview(self, services: list[str]) -> str:
+    def overview(self, services: list[str]) -> dict:
         counts: dict[str, dict[str | None, int]] = {m.column: {} for m in METRICS}
         reasons: dict[str, dict[str, int]] = {m.column: {} for m in METRICS}
         for ref in services:
@@ -808,100 +836,73 @@ Every chart has a text description for screen readers, and every section has its
                     why = tier_gap_reason(metric, row) or "no data"
                     reasons[metric.column][why] = reasons[metric.column].get(why, 0) + 1
         title = f"Components per tier, last {OVERVIEW_WINDOW_DAYS} days"
-        desc_parts = []
-        rows = []
+        desc_parts, rows = [], []
         for metric in METRICS:
             c = counts[metric.column]
             why = ", ".join(f"{n} {r}" for r, n in sorted(reasons[metric.column].items()))
             desc_parts.append(f"{metric.title}: " + ", ".join(f"{c.get(t, 0)} {t}" for t in TIERS)
                               + f", {c.get(None, 0)} without data" + (f" ({why})" if why else ""))
-            rows.append(f"<tr><th scope=\"row\">{_e(metric.title)}</th>"
-                        + "".join(f"<td class=\"num\">{c.get(t, 0)}</td>" for t in TIERS)
-                        + f"<td class=\"num\">{c.get(None, 0)}</td><td>{_e(why) or '–'}</td></tr>")
-        chart = self.charts.tier_distribution(
-            counts, title, f"{len(services)} components. " + "; ".join(desc_parts) + "."
-        )
-        header = "".join(f'<th scope="col">{_tier_badge(t)}</th>' for t in TIERS)
-        root_rows = []
+            rows.append({"title": metric.title, "counts": [c.get(t, 0) for t in TIERS], "none": c.get(None, 0),
+                         "why": why})
+        chart = self.charts.tier_distribution(counts, title, f"{len(services)} components. "
+                                              + "; ".join(desc_parts) + ".")
         roots = [self.options.team] if self.options.team else self.children.get(None, [])
+        pooled = []
         for root in roots:
             window = self.data.team_windows.get(root, {}).get(OVERVIEW_WINDOW_DAYS)
             if window:
-                root_rows.append(f"<tr><th scope=\"row\">{_e(root)}</th><td class=\"num\">{_e(window.get('deployments'))}</td>"
-                                 + "".join(_metric_cell(m, window) for m in METRICS) + "</tr>")
-        pooled = ""
-        if root_rows:
-            pooled = ("<h3>Pooled over every component in scope</h3><table><thead><tr><th scope=\"col\">group</th>"
-                      "<th scope=\"col\">deploys</th>" + "".join(f"<th scope=\"col\">{_e(m.short)}</th>" for m in METRICS)
-                      + "</tr></thead><tbody>" + "".join(root_rows) + "</tbody></table>")
-        return f"""<section id="overview" class="overview" aria-labelledby="overview-h">
-<h2 id="overview-h">Organisation overview</h2>
-<p>How the {len(services)} components in scope are distributed over the DORA tiers, per metric, over the
-last {OVERVIEW_WINDOW_DAYS} days. This is deliberately not a ranking of teams.</p>
-<figure>{chart}<figcaption>{_e(title)}. The same counts are in the table below.</figcaption></figure>
-<table><caption>{_e(title)}</caption><thead><tr><th scope="col">metric</th>{header}<th scope="col">no data</th>
-<th scope="col">why no data</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
-{pooled}
-</section>"""
+                pooled.append({"ref": root, "deployments": window.get("deployments"),
+                               "cells": [metric_cell(m, window) for m in METRICS]})
+        return {"services": len(services), "title": title, "chart": chart, "rows": rows, "pooled": pooled}
 
-    def group_section(self, group: str, depth: int) -> str:
+    def group_section(self, group: str, depth: int) -> dict:
         d = self.data
         weekly = d.team_weeks.get(group, {})
         parent = d.groups.get(group)
-        parent_link = (f' · part of <a href="#{slug(parent)}">{_e(short_ref(parent))}</a>'
-                       if parent and any(g == parent for g, _ in self.groups) else
-                       (f" · part of {_e(parent)}" if parent else ""))
-        kids = self.children.get(group, [])
-        kid_links = ", ".join(f'<a href="#{slug(k)}">{_e(short_ref(k))}</a>' for k in kids)
-        pooled = self.pooled_services(group)
-        owned = self.owned_services(group)
+        in_scope = {g for g, _ in self.groups}
         window = d.team_windows.get(group, {}).get(OVERVIEW_WINDOW_DAYS)
-        level = "h2" if depth == 0 else "h3" if depth == 1 else "h4"
-        parts = [f'<section id="{slug(group)}" class="team depth{min(depth, 3)}" aria-labelledby="{slug(group)}-h">',
-                 f'<{level} id="{slug(group)}-h">{_e(short_ref(group))} <span class="ref">{_e(group)}</span></{level}>',
-                 f'<p class="meta">Pooled over {len(pooled)} components owned directly or through child groups'
-                 f'{parent_link}{" · child groups: " + kid_links if kids else ""}.</p>']
-        if window:
-            parts.append(
-                f'<p class="window">Last {OVERVIEW_WINDOW_DAYS} days: {_e(window.get("deployments"))} deployments · '
-                + " · ".join(f"{_e(m.title.lower())} {_metric_text(m, window)}" for m in METRICS) + "</p>"
-            )
-        parts.append('<h3 class="sub">Weekly trends</h3><div class="grid">')
+        trends = []
         for metric in METRICS:
             data = series(weekly, self.weeks, metric.column, metric.tier_column)
-            title = f"{metric.title}, {short_ref(group)}"
-            desc = describe_series(f"Weekly {metric.title.lower()} of {group}", metric, data, d.bands.get(metric.column, ()),
-                                   self.partial_last)
+            title = f"{metric.title}, {chart_label(short_ref(group))}"
+            desc = describe_series(f"Weekly {metric.title.lower()} of {visible(group)}", metric, data,
+                                   d.bands.get(metric.column, ()), self.partial_last)
             chart = self.charts.trend(metric, data, d.bands.get(metric.column, ()), self.partial_last, title, desc)
-            parts.append(f"<figure>{chart}<figcaption>{_e(gap_caption(data))}</figcaption></figure>")
-        parts.append("</div>")
-        parts.append(self.breakdown_block(group, weekly))
-        parts.append(self.survey_block(group))
-        parts.append(self.activity_block(group))
-        parts.append(self.candidates_block(group))
-        parts.append(self.services_block(group, owned, kids))
-        parts.append(self.weekly_table(group, weekly))
-        parts.append("</section>")
-        return "\n".join(parts)
+            trends.append({"chart": chart, "caption": gap_caption(data)})
+        owned = self.owned_services(group)
+        return {
+            "ref": group, "slug": slug(group), "depth": min(depth, 3),
+            "level": "h2" if depth == 0 else "h3" if depth == 1 else "h4",
+            "pooled": len(self.pooled_services(group)),
+            "parent": parent, "parent_slug": slug(parent) if parent in in_scope else None,
+            "kids": [{"ref": k, "slug": slug(k)} for k in self.children.get(group, [])],
+            "window": window and {"deployments": window.get("deployments"),
+                                  "metrics": [metric_text(m, window) for m in METRICS]},
+            "trends": trends,
+            "breakdown": self.breakdown(group, weekly),
+            "survey": self.survey(group),
+            "activity": self.activity(group),
+            "candidates": self.candidates(group),
+            "services": self.services(f"Services of {short_ref(group)}", owned) if owned else None,
+            "weekly": [{"week": w.isoformat(),
+                        "deployments": (weekly[w].get("deployments") if w in weekly else "–"),
+                        "cells": [metric_cell(m, weekly[w]) for m in METRICS] if w in weekly else None}
+                       for w in self.weeks],
+        }
 
-    def breakdown_block(self, group: str, weekly: Mapping[date, Mapping]) -> str:
-        head = '<h3 class="sub">Lead-time breakdown</h3>'
+    def breakdown(self, group: str, weekly: Mapping[date, Mapping]) -> dict:
         d = self.data
         if d.breakdown is None:
-            return head + (f'<p class="absent">Lead-time breakdown: not published yet (no {PUBLISHED_SCHEMA}.'
-                           f"{BREAKDOWN_TABLE}).</p>")
+            return {"absent": f"Lead-time breakdown: not published yet (no {PUBLISHED_SCHEMA}.{BREAKDOWN_TABLE})."}
         rows = d.breakdown.get(group)
         if not rows:
-            return head + f'<p class="absent">No lead-time breakdown for {_e(group)} in these weeks.</p>'
+            return {"absent": f"No lead-time breakdown for {visible(group)} in these weeks."}
         stages, gap = self._stage_series(rows, weekly)
         total = series(rows, self.weeks, "median_lead_time_hours", reason=lambda _c, _r: None)
-        title = f"Lead-time breakdown, {short_ref(group)}"
-        chart = self.charts.stages(self.weeks, stages, total, gap, title, describe_stages(group, stages, gap))
-        note = ('<p class="note">Median hours of each stage of the changes shipped that week: coding (first commit '
-                "to PR opened), review wait (opened to first review), review (first review to merge), release "
-                "(merge to production). Medians of stages do not add up to the median lead time (grey). DORA sets "
-                "no tiers per stage, so there are no bands.</p>")
-        return head + note + f"<figure>{chart}<figcaption>{_e(gap_caption(gap))}</figcaption></figure>"
+        title = f"Lead-time breakdown, {chart_label(short_ref(group))}"
+        chart = self.charts.stages(self.weeks, stages, total, gap, title,
+                                   describe_stages(visible(group), stages, gap), partial_last=self.partial_last)
+        return {"absent": None, "chart": chart, "caption": gap_caption(gap)}
 
     def _stage_series(self, rows: Mapping[date, Mapping], weekly: Mapping[date, Mapping]):
         """One series per stage, and the weeks without any stage value with the reason why."""
@@ -917,97 +918,80 @@ last {OVERVIEW_WINDOW_DAYS} days. This is deliberately not a ranking of teams.</
                   for c in self.data.stage_columns]
         return stages, gap
 
-    def survey_block(self, group: str) -> str:
-        head = '<h3 class="sub">Developer survey (SPACE)</h3>'
+    def survey(self, group: str) -> dict:
         if self.data.survey is None:
-            return head + '<p class="absent">Survey results: not published yet.</p>'
+            return {"absent": "Survey results: not published yet."}
         rows = sorted((r for r in self.data.survey if r.get("group_ref") == group),
                       key=lambda r: (r.get("period_start") or datetime.min.replace(tzinfo=UTC),
                                      str(r.get("survey_id"))), reverse=True)[:SURVEYS_SHOWN]
         if not rows:
-            return head + f'<p class="absent">No survey results for {_e(group)}.</p>'
-        cols = self.data.columns["team_space_survey"]
-        scores = [c for c in cols if c.endswith("_mean")]
+            return {"absent": f"No survey results for {visible(group)}."}
+        scores = [c for c in self.data.columns["team_space_survey"] if c.endswith("_mean")]
         k = self.options.survey_min_respondents
-        out = [head, f'<table><caption>Latest surveys of {_e(group)}</caption><thead><tr><th scope="col">survey</th>'
-               '<th scope="col">period</th><th scope="col">eligible</th><th scope="col">respondents</th>'
-               '<th scope="col">response rate</th>'
-               + "".join(f'<th scope="col">{_e(c.removesuffix("_mean").replace("_", " "))} (mean, 1–5)</th>'
-                         for c in scores) + "</tr></thead><tbody>"]
+        out = []
         for row in rows:
+            suppressed = None
             if row.get("suppressed"):
-                why = (f"would let a smaller group's answers be worked out (k = {k})"
-                       if row.get("suppression_reason") == "complementary" else f"fewer than {k} respondents")
-                score_cells = f'<td colspan="{max(len(scores), 1)}" class="suppressed">suppressed ({_e(why)})</td>'
-            else:
-                score_cells = "".join(f'<td class="num">{_score(row, c)}</td>' for c in scores)
+                suppressed = (f"would let a smaller group's answers be worked out (k = {k})"
+                              if row.get("suppression_reason") == "complementary" else f"fewer than {k} respondents")
             rate = row.get("response_rate_pct")
-            period = (f"{_fmt_day(row.get('period_start'))} – {_fmt_day(row.get('period_end'))}")
-            out.append(
-                f"<tr><th scope=\"row\">{_e(row.get('survey_id'))}</th><td>{_e(period)}</td>"
-                f"<td class=\"num\">{_e(row.get('eligible_members', '–'))}</td>"
-                f"<td class=\"num\">{_e(row.get('respondents', '–'))}</td>"
-                f"<td class=\"num\">{_e(number(rate) + ' %' if rate is not None else '–')}</td>{score_cells}</tr>"
-            )
-        out.append("</tbody></table>")
-        return "".join(out)
+            out.append({
+                "survey_id": row.get("survey_id"),
+                "period": f"{_fmt_day(row.get('period_start'))} – {_fmt_day(row.get('period_end'))}",
+                "eligible": row.get("eligible_members", "–"),
+                "respondents": row.get("respondents", "–"),
+                "rate": number(rate) + " %" if rate is not None else "–",
+                "suppressed": suppressed, "colspan": max(len(scores), 1),
+                "scores": [_score(row, c) for c in scores],
+            })
+        return {"absent": None, "rows": out,
+                "scores": [c.removesuffix("_mean").replace("_", " ") for c in scores]}
 
-    def activity_block(self, group: str) -> str:
-        head = '<h3 class="sub">Pull request activity (SPACE)</h3>'
+    def activity(self, group: str) -> dict:
         if self.data.activity is None:
-            return head + '<p class="absent">Weekly activity: not published yet.</p>'
+            return {"absent": "Weekly activity: not published yet."}
         rows = self.data.activity.get(group)
         if not rows:
-            return head + f'<p class="absent">No activity for {_e(group)} in these weeks.</p>'
+            return {"absent": f"No activity for {visible(group)} in these weeks."}
         merged = (series(rows, self.weeks, "merged_prs", reason=activity_reason)
                   if "merged_prs" in self.data.activity_columns else None)
         hours = [(_STAGE_RE.match(c).group(1), series(rows, self.weeks, c, reason=activity_reason))
                  for c in self.data.activity_columns if _STAGE_RE.match(c)]
-        title = f"Pull request activity, {short_ref(group)}"
-        desc = [f"Weekly pull request activity of {group}, {len(self.weeks)} weeks."]
+        title = f"Pull request activity, {chart_label(short_ref(group))}"
+        desc = [f"Weekly pull request activity of {visible(group)}, {len(self.weeks)} weeks."]
         if merged:
             desc.append("Merged pull requests per week: "
                         + ", ".join(number(v) if v is not None else "no data" for v in merged.values) + ".")
         for name, data in hours:
             desc.append(f"Median {stage_label(name)} hours: latest {number(_latest(data))}"
                         + "".join(f"; {_weeks(n)} {r}" for r, n in _reason_counts(data).items()) + ".")
-        chart = self.charts.activity(self.weeks, merged, hours, title, " ".join(desc))
-        caption = gap_caption(hours[0][1]) if hours else ""
-        return head + f"<figure>{chart}<figcaption>Team level only. {_e(caption)}</figcaption></figure>"
+        if self.partial_last:
+            desc.append("The last week is partial.")
+        chart = self.charts.activity(self.weeks, merged, hours, title, " ".join(desc), self.partial_last)
+        return {"absent": None, "chart": chart, "caption": gap_caption(hours[0][1]) if hours else ""}
 
-    def candidates_block(self, group: str) -> str:
-        head = '<h3 class="sub">Improvement candidates</h3>'
+    def candidates(self, group: str) -> dict:
         if self.data.candidates is None:
-            return head + '<p class="absent">Improvement candidates: not published yet.</p>'
+            return {"absent": "Improvement candidates: not published yet."}
         order = {"high": 0, "medium": 1, "low": 2}
         rows = sorted((r for r in self.data.candidates if r.get("group_ref") == group),
                       key=lambda r: (order.get(str(r.get("severity")).lower(), 3), str(r.get("metric")),
                                      str(r.get("entity_ref"))))
         if not rows:
-            return head + f'<p class="absent">No improvement candidates for {_e(group)}.</p>'
+            return {"absent": f"No improvement candidates for {visible(group)}."}
         items = []
         for row in rows:
             metric = METRIC_BY_COLUMN.get(str(row.get("metric")))
-            what = metric.title if metric else str(row.get("metric") or "").replace("_", " ")
-            rule = f' <span class="ref">{_e(row.get("rule"))}</span>' if row.get("rule") else ""
-            items.append(
-                f'<li class="candidate"><p><span class="severity sev-{_e(slug(str(row.get("severity"))))}">'
-                f'{_e(row.get("severity"))}</span> <strong>{_e(what)}</strong> · {_e(row.get("entity_ref"))}{rule}</p>'
-                f'<p>{_e(row.get("finding"))}</p>'
-                f'<p class="suggestion">Suggestion: {_e(row.get("suggestion"))}</p>'
-                f'{render_evidence(row.get("evidence"))}</li>'
-            )
-        return head + '<ul class="candidates">' + "".join(items) + "</ul>"
+            items.append({
+                "severity": row.get("severity"), "severity_slug": slug(str(row.get("severity"))),
+                "what": metric.title if metric else str(row.get("metric") or "").replace("_", " "),
+                "entity_ref": row.get("entity_ref"), "rule": row.get("rule"),
+                "finding": row.get("finding"), "suggestion": row.get("suggestion"),
+                "evidence": evidence(row.get("evidence")),
+            })
+        return {"absent": None, "entries": items}
 
-    def services_block(self, group: str, owned: list[str], kids: list[str]) -> str:
-        head = '<h3 class="sub">Services</h3>'
-        if not owned:
-            where = ("; they are shown under its child groups: "
-                     + ", ".join(f'<a href="#{slug(k)}">{_e(short_ref(k))}</a>' for k in kids)) if kids else ""
-            return head + f'<p class="absent">{_e(group)} owns no component directly{where}.</p>'
-        return head + self._services(f"Services of {short_ref(group)}", owned)
-
-    def _services(self, title: str, refs: list[str]) -> str:
+    def services(self, title: str, refs: list[str]) -> dict:
         d = self.data
         rows = [(ref, d.service_weeks.get(ref, {})) for ref in refs]
         desc = [f"Small multiples: one row per service ({len(refs)}), one column per DORA metric, weekly over "
@@ -1018,72 +1002,25 @@ last {OVERVIEW_WINDOW_DAYS} days. This is deliberately not a ranking of teams.</
                 s = series(weekly, self.weeks, metric.column, metric.tier_column)
                 gaps = ", ".join(f"{_weeks(n)} {r}" for r, n in _reason_counts(s).items())
                 bits.append(f"{metric.short} latest {number(_latest(s))}" + (f" ({gaps})" if gaps else ""))
-            desc.append(f"{short_ref(ref)}: " + "; ".join(bits) + ".")
-        chart = self.charts.small_multiples(rows, self.weeks, d.bands, self.partial_last, title, " ".join(desc))
-        table = ["<table><caption>Last " + str(OVERVIEW_WINDOW_DAYS) + " days per service</caption><thead><tr>"
-                 "<th scope=\"col\">component</th><th scope=\"col\">deploys</th>"
-                 + "".join(f'<th scope="col">{_e(m.short)}</th>' for m in METRICS) + "</tr></thead><tbody>"]
-        for ref in refs:
-            row = d.services[ref]
-            table.append(f"<tr><th scope=\"row\">{_e(ref)}</th><td class=\"num\">{_e(row.get('deployments'))}</td>"
-                         + "".join(_metric_cell(m, row) for m in METRICS) + "</tr>")
-        table.append("</tbody></table>")
-        return (f'<figure class="wide">{chart}<figcaption>{_e(title)}: hatched = no value that week '
-                "(the reason is labelled where the gap is long, and listed in the chart's text description).</figcaption>"
-                f'</figure>{"".join(table)}')
+            desc.append(f"{visible(short_ref(ref))}: " + "; ".join(bits) + ".")
+        chart = self.charts.small_multiples(rows, self.weeks, d.bands, self.partial_last, chart_label(title, 80),
+                                            " ".join(desc))
+        return {"title": title, "chart": chart,
+                "rows": [{"ref": ref, "deployments": d.services[ref].get("deployments"),
+                          "cells": [metric_cell(m, d.services[ref]) for m in METRICS]} for ref in refs]}
 
-    def weekly_table(self, group: str, weekly: Mapping[date, Mapping]) -> str:
-        rows = []
-        for week in self.weeks:
-            row = weekly.get(week)
-            cells = "".join(_metric_cell(m, row) for m in METRICS) if row else (
-                f'<td colspan="{len(METRICS)}" class="gap">no activity yet</td>')
-            rows.append(f"<tr><th scope=\"row\">{week.isoformat()}</th>"
-                        f"<td class=\"num\">{_e(row.get('deployments') if row else '–')}</td>{cells}</tr>")
-        return (f'<details class="data"><summary>Weekly numbers of {_e(short_ref(group))} (table)</summary>'
-                f"<table><caption>Weekly DORA metrics of {_e(group)}</caption><thead><tr><th scope=\"col\">week</th>"
-                "<th scope=\"col\">deploys</th>" + "".join(f'<th scope="col">{_e(m.short)}</th>' for m in METRICS)
-                + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></details>")
-
-    def unowned_section(self) -> str:
-        refs = sorted(ref for ref, row in self.data.services.items() if not row.get("owner_ref"))
-        body = (self._services("Services without an owner in the catalog", refs) if refs else
-                '<p class="absent">Every component has an owner in the catalog.</p>')
-        return (f'<section id="unowned" class="unowned" aria-labelledby="unowned-h"><h2 id="unowned-h">Services '
-                f"without an owner</h2><p>Components with events but no catalog entry (fallback refs "
-                f"<code>component:default/&lt;repo or app&gt;</code>) count in no team's numbers.</p>{body}</section>")
-
-    def quality_section(self) -> str:
+    def quality(self) -> dict:
         rows = self.data.data_quality
         if not rows:
-            return ('<section id="data-quality"><h2>Data quality</h2><p class="absent">Data quality: not published '
-                    "yet.</p></section>")
+            return {"rows": []}
         cols = [c for c in ("source", "check_name", "entity_ref", "value", "detail", "last_extracted_at")
                 if c in rows[0]]
-        body = "".join(
-            "<tr>" + "".join(f'<td{" class=num" if c == "value" else ""}>'
-                             f"{_e(_fmt_date(r[c]) if isinstance(r[c], datetime) else r[c])}</td>" for c in cols)
-            + "</tr>" for r in rows
-        )
-        return ('<section id="data-quality" aria-labelledby="dq-h"><h2 id="dq-h">Data quality</h2>'
-                "<table><thead><tr>" + "".join(f'<th scope="col">{_e(c.replace("_", " "))}</th>' for c in cols)
-                + f"</tr></thead><tbody>{body}</tbody></table></section>")
-
-    def benchmarks_section(self) -> str:
-        rows = []
-        for metric in METRICS:
-            for band in self.data.bands.get(metric.column, ()):
-                rows.append(f"<tr><th scope=\"row\">{_e(metric.title)}</th><td>{_tier_badge(band.tier)}</td>"
-                            f"<td>{_e(band.text())}</td><td>{_e(band.unit)}</td></tr>")
-        return (f'<section id="benchmarks" aria-labelledby="bm-h"><h2 id="bm-h">Benchmarks</h2>'
-                f"<p>The tier thresholds in force (<code>{PUBLISHED_SCHEMA}.benchmarks</code>), drawn as the bands "
-                "behind every line.</p><table><thead><tr><th scope=\"col\">metric</th><th scope=\"col\">tier</th>"
-                "<th scope=\"col\">range</th><th scope=\"col\">unit</th></tr></thead><tbody>"
-                + "".join(rows) + "</tbody></table></section>")
-
-    def footer(self) -> str:
-        return ("<footer><p>Generated by <code>dora-pipeline report</code> from the published schema only. "
-                "Definitions: docs/metrics.md; this report: docs/report.md.</p></footer>")
+        return {
+            "columns": [c.replace("_", " ") for c in cols],
+            "rows": [[{"text": _fmt_date(r[c]) if isinstance(r[c], datetime) else ("" if r[c] is None else r[c]),
+                       "num": c == "value", "name": c == "entity_ref" and r[c] is not None}
+                      for c in cols] for r in rows],
+        }
 
 
 def activity_reason(column: str, row: Mapping[str, Any] | None) -> str:
@@ -1099,12 +1036,12 @@ def activity_reason(column: str, row: Mapping[str, Any] | None) -> str:
     return "no data"
 
 
-def _score(row: Mapping[str, Any], column: str) -> str:
+def _score(row: Mapping[str, Any], column: str) -> dict:
     value = row.get(column)
     if value is None:
-        return "–"
+        return {"value": "–", "change": None}
     change = row.get(column.removesuffix("_mean") + "_change")
-    return _e(number(value)) + (f' <span class="change">({float(change):+.2f})</span>' if change is not None else "")
+    return {"value": number(value), "change": f"{float(change):+.2f}" if change is not None else None}
 
 
 def _fmt_day(moment: date | datetime | None) -> str:
@@ -1113,34 +1050,6 @@ def _fmt_day(moment: date | datetime | None) -> str:
     if isinstance(moment, datetime):
         moment = moment.astimezone(UTC).date()
     return moment.isoformat()
-
-
-def _tier_badge(tier: str | None) -> str:
-    if tier not in TIERS:
-        return '<span class="tier tier-none">no tier</span>'
-    return f'<span class="tier tier-{tier}">{tier}</span>'
-
-
-def _tier_legend() -> str:
-    return ", ".join(f'<span class="swatch band-{t}" aria-hidden="true"></span>{t}' for t in TIERS)
-
-
-def _metric_text(metric: Metric, row: Mapping) -> str:
-    value = row.get(metric.column)
-    if value is None:
-        return f"– ({_e(missing_reason(metric.column, row))})"
-    tier = row.get(metric.tier_column)
-    return f"{_e(number(value))} {_e(metric.short.split()[-1])}" + (f" {_tier_badge(tier)}" if tier else "")
-
-
-def _metric_cell(metric: Metric, row: Mapping | None) -> str:
-    if row is None:
-        return '<td class="gap">no activity yet</td>'
-    value = row.get(metric.column)
-    if value is None:
-        return f'<td class="gap">– {_e(missing_reason(metric.column, row))}</td>'
-    tier = row.get(metric.tier_column)
-    return f'<td class="num">{_e(number(value))} {_tier_badge(tier) if tier else ""}</td>'
 
 
 def _weeks(n: int) -> str:
@@ -1212,31 +1121,29 @@ def describe_stages(ref: str, stages: Sequence[tuple[str, Series]], gap: Series)
     return " ".join(out)
 
 
-def render_evidence(evidence: Any) -> str:
-    """A candidate's evidence (jsonb) as a compact list of named numbers; nested values as JSON."""
-    if evidence is None:
-        return ""
-    if isinstance(evidence, str):
+def evidence(value: Any) -> dict | None:
+    """A candidate's evidence (jsonb) for the template: named values, a list of records as
+    a table, anything else as one value; every piece as plain text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
         try:
-            evidence = json.loads(evidence)
+            value = json.loads(value)
         except ValueError:
-            return f'<p class="evidence">Evidence: {_e(evidence)}</p>'
-    if isinstance(evidence, dict):
-        pairs = "".join(f"<div><dt>{_e(str(k).replace('_', ' '))}</dt><dd>{_evidence_value(v)}</dd></div>"
-                        for k, v in evidence.items())
-        return f'<details class="evidence" open><summary>Evidence</summary><dl class="evidence">{pairs}</dl></details>'
-    return f'<p class="evidence">Evidence: {_evidence_value(evidence)}</p>'
+            return {"pairs": None, "value": {"kind": "text", "text": visible(value)}}
+    if isinstance(value, dict):
+        return {"pairs": [(visible(str(k).replace("_", " ")), _evidence_value(v)) for k, v in value.items()]}
+    return {"pairs": None, "value": _evidence_value(value)}
 
 
-def _evidence_value(value: Any) -> str:
+def _evidence_value(value: Any) -> dict:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         keys = list(dict.fromkeys(k for v in value for k in v))
-        head = "".join(f'<th scope="col">{_e(k.replace("_", " "))}</th>' for k in keys)
-        body = "".join("<tr>" + "".join(f"<td>{_e(_scalar(v.get(k)))}</td>" for k in keys) + "</tr>" for v in value)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return {"kind": "table", "heads": [visible(str(k).replace("_", " ")) for k in keys],
+                "rows": [[visible(_scalar(v.get(k))) for k in keys] for v in value]}
     if isinstance(value, (list, dict)):
-        return f"<code>{_e(json.dumps(value, default=str, ensure_ascii=False))}</code>"
-    return _e(_scalar(value))
+        return {"kind": "json", "text": visible(json.dumps(value, default=str, ensure_ascii=False))}
+    return {"kind": "text", "text": visible(_scalar(value))}
 
 
 def _scalar(value: Any) -> str:
@@ -1247,10 +1154,16 @@ def _scalar(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+KNOWN_GROUPS_SHOWN = 20  # an unknown --team lists at most this many known groups
+
+
 def render_html(data: Published, options: ReportOptions) -> str:
     if options.team and options.team not in data.groups:
-        known = ", ".join(sorted(data.groups)) or "none"
-        raise ConfigError(f"--team {options.team}: no such group in {PUBLISHED_SCHEMA}.team_metrics (known: {known})")
+        known = sorted(data.groups)
+        listed = ", ".join(terminal(g) for g in known[:KNOWN_GROUPS_SHOWN]) or "none"
+        more = f" and {len(known) - KNOWN_GROUPS_SHOWN} more" if len(known) > KNOWN_GROUPS_SHOWN else ""
+        raise ConfigError(f"--team {terminal(options.team)}: no such group in {PUBLISHED_SCHEMA}.team_metrics "
+                          f"(known: {listed}{more})")
     return _Page(data, options).render()
 
 

@@ -1,8 +1,18 @@
-"""Readable terminal tables of the published metrics (what ``demo`` prints)."""
+"""Readable terminal tables of the published metrics (what ``demo`` prints).
+
+Every cell goes through ``text.terminal``: refs, survey ids and findings are data from
+catalogs and exports, so their control and bidi characters are shown, never obeyed, and
+a long value is shortened rather than stretching the table.
+"""
 
 from __future__ import annotations
 
 import psycopg
+
+from .text import display_width, pad, terminal
+
+CELL_WIDTH = 60  # a longer value ends in an ellipsis
+LINE_WIDTH = 300  # a finding or suggestion line
 
 _COLUMNS = (
     ("deploys/day", "deploys_per_day", "deployment_frequency_tier"),
@@ -19,11 +29,18 @@ def _cell(value, tier) -> str:
     return f"{number} {tier}" if tier else number
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+def _table(title: str, header: list[str], rows: list[list]) -> str:
+    cells = [[terminal(c, CELL_WIDTH) for c in r] for r in [header, *rows]]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(header))]
     line = "  ".join("-" * w for w in widths)
-    out = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), line]
-    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out = [
+        title,
+        "  ".join(pad(h, w) for h, w in zip(cells[0], widths, strict=True)).rstrip(),
+        line,
+    ]
+    out += [
+        "  ".join(pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells[1:]
+    ]
     return "\n".join(out)
 
 
@@ -45,11 +62,21 @@ def print_tables(conn: psycopg.Connection, window_days: int = 30, out=print) -> 
         return [_cell(row[offset + 2 * i], row[offset + 2 * i + 1]) for i in range(len(_COLUMNS))]
 
     out("")
-    out(_table(f"Teams, last {window_days} days (pooled over the services each group owns)",
-               ["group", "deploys", *header], [[r[0], r[1], *cells(r, 2)] for r in teams]))
+    out(
+        _table(
+            f"Teams, last {window_days} days (pooled over the services each group owns)",
+            ["group", "deploys", *header],
+            [[r[0], r[1], *cells(r, 2)] for r in teams],
+        )
+    )
     out("")
-    out(_table(f"Services, last {window_days} days",
-               ["component", "owner", "deploys", *header], [[r[0], r[1], r[2], *cells(r, 3)] for r in services]))
+    out(
+        _table(
+            f"Services, last {window_days} days",
+            ["component", "owner", "deploys", *header],
+            [[r[0], r[1], r[2], *cells(r, 3)] for r in services],
+        )
+    )
     out("")
     _print_space(conn, out)
 
@@ -61,7 +88,9 @@ _SUPPRESSED = {
 
 
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (f"dora_metrics.{name}",)).fetchone()[0]
+    return conn.execute("select to_regclass(%s) is not null", (f"dora_metrics.{name}",)).fetchone()[
+        0
+    ]
 
 
 def _print_space(conn: psycopg.Connection, out) -> None:
@@ -76,13 +105,23 @@ def _print_space(conn: psycopg.Connection, out) -> None:
             """
         ).fetchall()
         body = [
-            [r[0], r[1], f"{r[2]}/{r[3]}", "-" if r[4] is None else f"{float(r[4]):.0f} %",
-             _SUPPRESSED.get(r[8], "suppressed") if r[7] else f"{float(r[5]):.2f}",
-             "" if r[7] else f"{float(r[6]):.2f}"]
+            [
+                r[0],
+                r[1],
+                f"{r[2]}/{r[3]}",
+                "-" if r[4] is None else f"{float(r[4]):.0f} %",
+                _SUPPRESSED.get(r[8], "suppressed") if r[7] else f"{float(r[5]):.2f}",
+                "" if r[7] else f"{float(r[6]):.2f}",
+            ]
             for r in rows
         ]
-        out(_table("Latest survey per group (SPACE; scores 1-5)",
-                   ["group", "survey", "answered", "response", "satisfaction", "flow"], body))
+        out(
+            _table(
+                "Latest survey per group (SPACE; scores 1-5)",
+                ["group", "survey", "answered", "response", "satisfaction", "flow"],
+                body,
+            )
+        )
         out("")
     if _table_exists(conn, "improvement_candidates"):
         rows = conn.execute(
@@ -94,8 +133,8 @@ def _print_space(conn: psycopg.Connection, out) -> None:
         ).fetchall()
         out("Improvement candidates (each compares a service or team with its own recent history)")
         for group_ref, subject, severity, finding, suggestion in rows:
-            out(f"- [{severity}] {subject} ({group_ref}): {finding}")
-            out(f"    try: {suggestion}")
+            out(terminal(f"- [{severity}] {subject} ({group_ref}): {finding}", LINE_WIDTH))
+            out(terminal(f"    try: {suggestion}", LINE_WIDTH))
         if not rows:
             out("- none: no rule fired")
         out("")

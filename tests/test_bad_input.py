@@ -207,11 +207,12 @@ def test_strings_that_look_like_sql_are_stored_verbatim(published, fresh_warehou
         PullRequest("test", "acme/api", n, at(2), merged_at=at(3), title=text, author=text, base_branch=text)
         for n, text in enumerate(SQLISH, start=1)
     ] + [
-        Deployment("test", text, "name", text, text, at(4)) for text in SQLISH
+        # survey ids and environments start with a letter or digit (records.IDENTIFIER_RE)
+        Deployment("test", text, "name", text, f"env {text}", at(4)) for text in SQLISH
     ] + [
         Incident("test", f"i-{n}", at(5), (("name", text),), title=text) for n, text in enumerate(SQLISH)
     ] + [
-        SurveyResponse("test", text, f"r{n}", "group:default/team-a", at(5), 3, 3, blockers_text=text)
+        SurveyResponse("test", f"s {text}", f"r{n}", "group:default/team-a", at(5), 3, 3, blockers_text=text)
         for n, text in enumerate(SQLISH)
     ] + [
         CatalogEntity("test", "component:default/web", "component", "default", "web", title=SQLISH[0],
@@ -232,7 +233,8 @@ def test_strings_that_look_like_sql_are_stored_verbatim(published, fresh_warehou
             keys = {r[0] for r in conn.execute("select service_key from dora_raw.incident_components")}
             tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'dora_raw'")}
             assert conn.execute("select count(*) from dora_raw.quarantine").fetchone()[0] == 0
-    assert titles == envs == blockers == surveys == keys == set(SQLISH)
+    assert titles == blockers == keys == set(SQLISH)
+    assert envs == {f"env {t}" for t in SQLISH} and surveys == {f"s {t}" for t in SQLISH}
     assert catalog == (SQLISH[0], {SQLISH[1]: SQLISH[2]})
     assert {"deployments", "incidents", "pull_requests", "survey_responses"} <= tables
 
@@ -273,17 +275,18 @@ def test_survey_scores_from_a_csv_export_are_quarantined_with_the_answer(fresh_w
     assert "user:default/" not in payloads  # the respondent is pseudonymised before quarantine too
 
 
-def test_a_survey_export_that_is_not_utf8_is_refused_whole_naming_the_file(fresh_warehouse, tmp_path):
+def test_a_survey_export_that_is_not_utf8_is_quarantined_whole_naming_the_file(fresh_warehouse, tmp_path):
     (tmp_path / "latin1.csv").write_bytes(
         b"user_ref,group_ref,survey_id,submitted_at,satisfaction,flow_state,blockers_text\n"
         b"user:default/a,team-a,q1,2025-03-03T09:00:00Z,4,4,caf\xe9\n")
     wh = Warehouse(settings_with(fresh_warehouse.settings, SURVEY_CSV_DIR=str(tmp_path)))
     with faults.inject("bad input: non-UTF-8 survey export"):
-        with pytest.raises(Exception) as raised:
-            extract_partition(wh, SurveySource(), DAY)
-        assert f"survey: cannot read {tmp_path / 'latin1.csv'}: 'utf-8' codec can't decode byte 0xe9" in str(raised.value)
+        result = extract_partition(wh, SurveySource(), DAY)
         with wh.connection() as conn:
-            assert faults.raw_rows(conn) == 0
+            reasons = [r[0] for r in conn.execute("select reason from dora_raw.quarantine")]
+            assert conn.execute("select count(*) from dora_raw.survey_responses").fetchone()[0] == 0
+    assert result.quarantined == 1
+    assert reasons[0].startswith("file: latin1.csv is not UTF-8: byte 0xe9 at offset 133 (line 2)")
 
 
 SECRET = "bad-input-webhook-secret-0123456789"

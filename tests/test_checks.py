@@ -211,7 +211,7 @@ def test_windows_complete_passes_on_a_fresh_build_and_fails_on_a_missing_window(
     conn.commit()
     broken = windows_complete(conn, table, key)
     assert not broken.passed and broken.severity == AssetCheckSeverity.ERROR
-    assert f"| {victim} | [30, 90] |" in _markdown(broken, "examples")
+    assert f"| {victim} | \\[30, 90\\] |" in _markdown(broken, "examples")
 
 
 def test_windows_complete_fails_on_an_empty_published_table(warehouse, conn):

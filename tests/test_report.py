@@ -15,9 +15,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from browser import Browser, find_chromium
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from test_report_browser import Browser, find_chromium
 
 from dora_pipeline.config import ConfigError, Settings
 from dora_pipeline.pipeline import run
@@ -30,7 +30,6 @@ from dora_pipeline.report import (
     missing_reason,
     normalise_team,
     series,
-    week_ticks,
     write_report,
     y_limits,
     y_ticks,
@@ -86,15 +85,9 @@ def test_axis_shows_the_data_and_the_nearest_tier_boundaries():
              for t, lo, hi in (("elite", 0, 24), ("high", 24, 168), ("medium", 168, 720), ("low", 720, None))]
     lo, hi = y_limits(lead_time, [10.0, None, 50.0], bands)
     assert lo < 10 and 168 < hi < 720  # elite and high fully, the start of medium
-    assert {24.0, 168.0} <= set(y_ticks(lead_time, (lo, hi), bands))
+    assert {10.0, 24.0, 168.0} <= set(y_ticks(lead_time, (lo, hi), bands))  # a decade beside the bounds
     cfr = next(m for m in METRICS if m.column == "change_failure_rate_pct")
     assert y_limits(cfr, [None, None], []) [0] == 0
-
-
-def test_week_ticks_label_the_first_week_of_months():
-    weeks = [date(2025, 1, 6) + timedelta(days=7 * i) for i in range(26)]
-    ticks = week_ticks(weeks)
-    assert all(weeks[i].day <= 7 for i in ticks) and 3 <= len(ticks) <= 6
 
 
 def test_team_shorthands_are_normalised():
@@ -118,6 +111,24 @@ def test_inline_svg_has_no_urls_unique_ids_and_a_text_alternative():
     assert len(ids) == len(set(ids))
     assert all(ref in ids for ref in re.findall(r'url\(#([^)]+)\)|href="#([^"]+)"', first) for ref in ref if ref)
     assert "no deploys" in first  # the gap is labelled on the chart
+
+
+def test_charts_draw_hostile_names_as_text_mark_the_partial_week_and_keep_service_names_whole(recwarn):
+    weeks = [date(2025, 3, 3) + timedelta(days=7 * i) for i in range(6)]
+    rows = {w: {"deployments": 3, "deploys_per_day": 0.4, "median_lead_time_hours": 20.0,
+                "change_failure_rate_pct": 0.0, "median_time_to_restore_minutes": None, "incidents": 0}
+            for w in weeks}
+    charts = Charts()
+    data = series(rows, weeks, "deploys_per_day")
+    trend = charts.trend(METRICS[0], data, [], True, "Deployment frequency, $x^$ \x1b[2J", "d")
+    assert "$x^$" in trend and "partial" in trend
+    long_name = "component:default/" + "legacy-ingest-api-" * 3 + "\u202eend"
+    multiples = charts.small_multiples([(long_name, rows)], weeks, {}, True, "Services", "d")
+    assert "legacy-ingest-api-legacy-ingest-api-legacy-ingest-api-\\u202eend" in multiples
+    activity = charts.activity(weeks, series({w: {"merged_prs": 5} for w in weeks}, weeks, "merged_prs"), [],
+                               "PR activity 🚀", "d", partial_last=True)
+    assert "partial" in activity
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]
 
 
 # --- against a published warehouse -----------------------------------------------------
@@ -409,7 +420,8 @@ def chromium() -> str:
 def test_report_in_a_real_browser_loads_offline_without_errors_and_draws_every_team(chromium, published_settings,
                                                                                  tmp_path):
     """Debian's chromium opens the file: no console error, no request but the file itself,
-    every team section's charts laid out; a screenshot on the way (DORA_REPORT_SCREENSHOT)."""
+    every team section's charts laid out, nothing wider than a 420 px phone screen; a
+    screenshot on the way (DORA_REPORT_SCREENSHOT)."""
     report = write_report(published_settings, tmp_path / "report.html")
     url = report.path.resolve().as_uri()
     browser = Browser(chromium)
@@ -418,6 +430,12 @@ def test_report_in_a_real_browser_loads_offline_without_errors_and_draws_every_t
         sections = json.loads(browser.evaluate(SECTIONS_JS))
         shot = Path(os.environ.get("DORA_REPORT_SCREENSHOT") or tmp_path / "report.png")
         browser.screenshot(shot, height=2400)
+        # A phone: the page never scrolls sideways (tables and wide charts scroll in their box).
+        browser.open(url, width=420, height=900)
+        narrow = json.loads(browser.evaluate(
+            "JSON.stringify([document.documentElement.scrollWidth, window.innerWidth, "
+            "Array.from(document.querySelectorAll('svg.chart')).filter(v => v.getBoundingClientRect().width "
+            ">= 280).length])"))
         errors, requests = browser.errors(), browser.requests()
     finally:
         browser.close()
@@ -429,4 +447,5 @@ def test_report_in_a_real_browser_loads_offline_without_errors_and_draws_every_t
         assert section["charts"] >= 4, section  # the four DORA trends, then breakdown, activity, services
         assert section["drawn"] == section["charts"], section
         assert section["titled"] == section["charts"], section
+    assert narrow[0] <= narrow[1] == 420 and narrow[2] == report.charts
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

