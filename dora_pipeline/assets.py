@@ -44,7 +44,7 @@ from dagster._core.storage.tags import (
 )
 
 from .config import Settings
-from .models import Model, ModelGraph, build_model, load_models, model_parameters, publish
+from .models import GrainViolation, Model, ModelGraph, build_model, load_models, model_parameters, publish
 from .pipeline import RunPlan, extract_partition, latest_extracted_day, planned_days
 from .resources import WarehouseResource
 from .sources import Source, all_sources
@@ -307,18 +307,57 @@ def _model_asset(model: Model, graph: ModelGraph, writers: dict[str, list[AssetK
         group_name=model.layer,
         kinds={"sql", "postgres"},
         metadata={"file": f"sql_models/{model.layer}/{model.path.name}"},
+        # The SQL's hash: the UI marks the asset "code version changed" when its file changed.
+        code_version=model.code_version,
         automation_condition=rebuild_after_upstream(),
         backfill_policy=BackfillPolicy.single_run(),
         pool=MODEL_POOL,
+        check_specs=[_grain_check_spec(model)] if model.grain else None,
     )
-    def _build(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    def _build(context: AssetExecutionContext, warehouse: WarehouseResource):
         wh = warehouse.migrated_warehouse()
         as_of = resolve_run_plan(context, wh).as_of  # never the wall clock: docs/operations.md
         with wh.connection() as conn:
-            rows = build_model(conn, model, model_parameters(wh.settings, as_of))
-        return MaterializeResult(metadata={"rows": rows, "table": model.qualified, "as_of": as_of.isoformat()})
+            try:
+                rows = build_model(conn, model, model_parameters(wh.settings, as_of))
+            except GrainViolation as violation:
+                # The build refused the table (the previous one stays): record the failed
+                # audit where the UI shows checks, then fail the step.
+                yield _grain_result(model, passed=False, duplicates=violation.count, examples=violation.examples)
+                raise
+        yield MaterializeResult(metadata={"rows": rows, "table": model.qualified, "as_of": as_of.isoformat()})
+        if model.grain:
+            yield _grain_result(model, passed=True, duplicates=0, examples=[])
 
     return _build
+
+
+GRAIN_CHECK = "grain"
+
+
+def _grain_check_spec(model: Model) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        GRAIN_CHECK,
+        asset=model_key(model),
+        description=(
+            f"One row per ({', '.join(model.grain)}), the grain the model declares; audited on the "
+            "built table before it replaces the previous one (a violation fails the build)."
+        ),
+    )
+
+
+def _grain_result(model: Model, *, passed: bool, duplicates: int, examples: list[str]) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=GRAIN_CHECK,
+        asset_key=model_key(model),
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "grain": ", ".join(model.grain),
+            "duplicate_keys": duplicates,
+            "examples": MetadataValue.md(markdown_table(("key",), [(e,) for e in examples])) if examples else "none",
+        },
+    )
 
 
 def _publish_asset(graph: ModelGraph) -> AssetsDefinition:

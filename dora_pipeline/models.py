@@ -399,15 +399,23 @@ def grain_violations(conn: psycopg.Connection, model: Model, table: sql.Composab
     return (rows[0][-1] if rows else 0), [row[:-1] for row in rows]
 
 
+class GrainViolation(ModelError):
+    """A built table has two rows for one key of its declared grain (nothing swapped in)."""
+
+    def __init__(self, model: Model, count: int, examples: list[tuple]) -> None:
+        self.count = count
+        self.examples = ["(" + ", ".join(map(str, key)) + ")" for key in examples]
+        super().__init__(
+            f"{model.layer}/{model.path.name}: grain ({', '.join(model.grain)}) violated: "
+            f"{count} key(s) on more than one row, e.g. {'; '.join(self.examples)}"
+        )
+
+
 def audit_grain(conn: psycopg.Connection, model: Model, table: sql.Composable) -> None:
     """Fail the build when two rows share the model's declared grain."""
     count, examples = grain_violations(conn, model, table)
     if count:
-        shown = "; ".join("(" + ", ".join(map(str, key)) + ")" for key in examples)
-        raise ModelError(
-            f"{model.layer}/{model.path.name}: grain ({', '.join(model.grain)}) violated: "
-            f"{count} key(s) on more than one row, e.g. {shown}"
-        )
+        raise GrainViolation(model, count, examples)
 
 
 class PublishError(ModelError):

@@ -12,8 +12,10 @@ from datetime import date, datetime
 import pytest
 
 from dora_pipeline.cli import main
+from dora_pipeline.config import Settings
 from dora_pipeline.pipeline import RunResult
 from dora_pipeline.progress import Progress, StatusAwareHandler, StatusLine, summary_lines
+from dora_pipeline.warehouse import Warehouse
 
 END = date(2025, 3, 9)
 RUN = ["run", "--source", "synthetic", "--start", "2025-03-03", "--end", END.isoformat()]
@@ -82,7 +84,7 @@ def test_verbose_adds_every_partition(synthetic_env, capsys):
 def test_configuration_error_exits_2(synthetic_env, monkeypatch, capsys):
     monkeypatch.setenv("DORA_INCIDENT_WINDOW_HOURS", "abc")
     assert main(RUN) == 2
-    assert "DORA_INCIDENT_WINDOW_HOURS must be an integer, got 'abc'" in capsys.readouterr().err
+    assert "DORA_INCIDENT_WINDOW_HOURS must be a whole number, got 'abc'" in capsys.readouterr().err
 
 
 def test_unreachable_warehouse_exits_3(synthetic_env, monkeypatch, capsys):
@@ -92,13 +94,18 @@ def test_unreachable_warehouse_exits_3(synthetic_env, monkeypatch, capsys):
 
 
 def test_model_failure_exits_5_and_names_the_model(synthetic_env, monkeypatch, capsys):
-    # A valid Python regex that PostgreSQL rejects: the staging model that matches
-    # environments fails to build, after every source was extracted.
-    monkeypatch.setenv("DORA_PRODUCTION_ENVIRONMENTS", "(?P<env>prod)")
+    # Settings are validated before anything runs (exit 2), so the model failure comes
+    # from the warehouse: an operator renamed a column of the tier bands the marts read.
+    assert main(RUN) == 0
+    with Warehouse(Settings.from_env()).connection() as conn:
+        conn.execute("alter table dora_lib.tier_bands rename column unit to units")
+        conn.commit()
+    capsys.readouterr()
     assert main(RUN) == 5
     err = capsys.readouterr().err
     assert "extract synthetic done: 7 partitions" in err  # the sources went through
-    assert "model failed, the previously published tables are unchanged: staging/stg_deployments.sql" in err
+    assert "model failed, the previously published tables are unchanged: marts/benchmarks.sql" in err
+    assert 'column b.unit does not exist' in err
 
 
 # --- the progress object on its own ----------------------------------------------------

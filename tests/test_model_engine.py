@@ -184,6 +184,41 @@ def test_a_failed_grain_audit_publishes_nothing(warehouse):
         assert conn.execute("select count(*) from dora_metrics.benchmarks").fetchone()[0] == before
 
 
+def test_in_dagster_the_grain_is_an_asset_check_and_the_sql_hash_the_code_version(warehouse):
+    """The model asset carries the SQL's hash as code_version and its grain as a check: a
+    build that passes records a passed check; one that breaks the grain records a failed
+    check, fails the run and keeps the previous table."""
+    import dagster
+
+    from dora_pipeline.assets import AS_OF_TAG, GRAIN_CHECK, build_assets, model_key
+    from dora_pipeline.resources import WarehouseResource
+
+    def assets_for(text: str):
+        m = model(text, "int_grain_dagster")
+        return m, [a for a in build_assets(warehouse.settings, build_graph([m])) if model_key(m) in a.keys]
+
+    good, assets = assets_for("/* grain: k */\nselect k from (values (1), (2)) as v(k)")
+    assert assets[0].code_versions_by_key[model_key(good)] == good.code_version
+    resource = WarehouseResource(database_url=warehouse.settings.database_url.get(), home=str(warehouse.settings.home))
+    instance = dagster.DagsterInstance.ephemeral()
+    tags = {AS_OF_TAG: "2026-03-01"}
+    ran = dagster.materialize(assets, resources={"warehouse": resource}, instance=instance, tags=tags)
+    [passed] = ran.get_asset_check_evaluations()
+    assert (passed.check_name, passed.passed, passed.metadata["duplicate_keys"].value) == (GRAIN_CHECK, True, 0)
+
+    broken, assets = assets_for("/* grain: k */\nselect k from (values (1), (2), (2)) as v(k)")
+    assert broken.code_version != good.code_version
+    failed_run = dagster.materialize(
+        assets, resources={"warehouse": resource}, instance=instance, tags=tags, raise_on_error=False
+    )
+    assert not failed_run.success
+    [failed] = failed_run.get_asset_check_evaluations()
+    assert (failed.passed, failed.metadata["duplicate_keys"].value) == (False, 1)
+    assert "(2)" in failed.metadata["examples"].value
+    with warehouse.connection() as conn:
+        assert conn.execute("select k from dora_intermediate.int_grain_dagster order by k").fetchall() == [(1,), (2,)]
+
+
 def test_every_mart_declares_its_grain_and_every_project_model_holds_it():
     graph = load_models()
     assert [m.name for m in graph.marts if not m.grain] == []
