@@ -44,7 +44,15 @@ from dagster._core.storage.tags import (
 )
 
 from .config import Settings
-from .models import GrainViolation, Model, ModelGraph, build_model, load_models, model_parameters, publish
+from .models import (
+    GrainViolation,
+    Model,
+    ModelGraph,
+    build_model,
+    load_models,
+    model_parameters,
+    publish,
+)
 from .pipeline import RunPlan, extract_partition, latest_extracted_day, planned_days
 from .resources import WarehouseResource
 from .sources import Source, all_sources
