@@ -23,6 +23,7 @@ from psycopg import sql
 from .records import (
     CatalogEntity,
     Deployment,
+    DirectChange,
     GroupMembership,
     Incident,
     InvalidRecord,
@@ -103,6 +104,11 @@ TABLES: dict[str, TableSpec] = {
     "group_memberships": TableSpec(
         "group_memberships", ("group_ref", "user_ref", "source"), ("group_ref", "user_ref")
     ),
+    "direct_changes": TableSpec(
+        "direct_changes",
+        ("repository", "sha", "source", "authored_at", "committed_at", "partition_date"),
+        ("repository", "sha"),
+    ),
 }
 
 
@@ -150,6 +156,11 @@ def _row(record: Record, partition_date: date) -> tuple[str, tuple]:
         )
     if isinstance(record, GroupMembership):
         return "group_memberships", (record.group_ref, record.user_ref, record.source)
+    if isinstance(record, DirectChange):
+        return "direct_changes", (
+            record.repository.lower(), record.sha, record.source, record.authored_at,
+            record.committed_at, partition_date,
+        )
     raise TypeError(f"not a record: {type(record).__name__}")
 
 

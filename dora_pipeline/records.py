@@ -264,7 +264,35 @@ class GroupMembership:
         return f"{self.group_ref}<-{self.user_ref}"
 
 
-Record = Deployment | PullRequest | Incident | SurveyResponse | CatalogEntity | GroupMembership
+@dataclass(frozen=True, slots=True)
+class DirectChange:
+    """A commit on a repository's default branch that no merged pull request contains:
+    a change pushed straight to the trunk (DESIGN §7, "Changes without a pull request")."""
+
+    source: str
+    repository: str  # owner/name
+    sha: str
+    authored_at: datetime
+    committed_at: datetime
+
+    table = "direct_changes"
+
+    def validate(self, now: datetime) -> None:
+        _check_text("repository", self.repository, required=True, max_len=300)
+        if "/" not in self.repository:
+            raise InvalidRecord("repository", f"is not owner/name: {self.repository!r}")
+        _check_text("sha", self.sha, required=True)
+        _check_sha("sha", self.sha)
+        _check_time("authored_at", self.authored_at, True, now)
+        _check_time("committed_at", self.committed_at, True, now)
+
+    def key(self) -> str:
+        return f"{self.repository}@{self.sha}"
+
+
+Record = (
+    Deployment | PullRequest | Incident | SurveyResponse | CatalogEntity | GroupMembership | DirectChange
+)
 
 
 @dataclass(frozen=True, slots=True)

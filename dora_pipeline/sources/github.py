@@ -39,8 +39,16 @@ import requests
 
 from ..config import Settings
 from ..http import HttpClient, RetryPolicy
-from ..records import Deployment, PullRequest, Quarantined, Record, utc_day_bounds
+from ..records import (
+    Deployment,
+    DirectChange,
+    PullRequest,
+    Quarantined,
+    Record,
+    utc_day_bounds,
+)
 from .base import ExtractContext, Source, SourceError
+from .github_app import REFRESH_MARGIN_SECONDS, GitHubAppTokens, InstallationAuth
 
 SEARCH_RESULT_CAP = 1000
 # Search windows are split so each expected window holds this many at most, leaving
@@ -110,11 +118,65 @@ query OwnerRepositories($login: String!, $after: String) {
 }
 """
 
+# The default branch's commits of one day, each with the merged pull request that
+# brought it (a PR's own commits, its merge commit and its squash commit all name it):
+# the commits that name none are changes pushed straight to the trunk (DESIGN §7).
+DAY_HISTORY_FRAGMENT = """
+fragment DayHistory on Commit {
+  history(since: $since, until: $until, first: 100, after: $after) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      oid
+      authoredDate
+      committedDate
+      associatedPullRequests(first: 5) { nodes { number merged mergeCommit { oid } } }
+    }
+  }
+}
+"""
+
+# One request per 20 repositories of an owner, most recently pushed first: paging stops
+# at the first repository not pushed to since the day began (it can hold no commit of
+# the day), and a repository's first 100 commits of the day come with it.
+OWNER_HISTORY_QUERY = (
+    """
+query OwnerDefaultBranchHistory($login: String!, $since: GitTimestamp!, $until: GitTimestamp!, $after: String, $repositoriesAfter: String) {
+  repositoryOwner(login: $login) {
+    repositories(first: 20, after: $repositoriesAfter, ownerAffiliations: [OWNER], orderBy: {field: PUSHED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        nameWithOwner
+        pushedAt
+        defaultBranchRef { target { ...DayHistory } }
+      }
+    }
+  }
+}
+"""
+    + DAY_HISTORY_FRAGMENT
+)
+
+# A repository's day of default-branch history: GITHUB_REPOS entries, and the pages
+# after the first of a busy repository.
+REPOSITORY_HISTORY_QUERY = (
+    """
+query RepositoryDefaultBranchHistory($owner: String!, $name: String!, $since: GitTimestamp!, $until: GitTimestamp!, $after: String) {
+  repository(owner: $owner, name: $name) {
+    nameWithOwner
+    defaultBranchRef { target { ...DayHistory } }
+  }
+}
+"""
+    + DAY_HISTORY_FRAGMENT
+)
+
 #: every GraphQL document this source sends (the tests validate them against GitHub's schema)
 GRAPHQL_DOCUMENTS = (
     MERGED_PULL_REQUESTS_QUERY,
     PULL_REQUEST_REVIEWS_QUERY,
     OWNER_REPOSITORIES_QUERY,
+    OWNER_HISTORY_QUERY,
+    REPOSITORY_HISTORY_QUERY,
 )
 
 
@@ -243,6 +305,29 @@ def deployment_record(
     )
 
 
+def direct_change_record(repository: str, commit: dict) -> DirectChange | None:
+    """A default-branch commit (see ``DAY_HISTORY_FRAGMENT``) as a record, or None when a
+    merged pull request contains it: a PR's merge or squash commit names the PR, and so
+    do the commits a merged PR carried, so none of them is a direct change."""
+    pulls = ((commit.get("associatedPullRequests") or {}).get("nodes")) or []
+    if any(pr and pr.get("merged") for pr in pulls):
+        return None
+    return DirectChange(
+        source="github",
+        repository=repository.lower(),
+        sha=str(commit["oid"]).lower(),
+        authored_at=_time(commit.get("authoredDate")),
+        committed_at=_time(commit.get("committedDate")),
+    )
+
+
+def _day_history(repository: dict | None) -> dict | None:
+    """The history connection of a repository node; None for an empty repository."""
+    branch = (repository or {}).get("defaultBranchRef") or {}
+    target = branch.get("target") or {}
+    return target.get("history")
+
+
 def _reset_wait(response: requests.Response, now: float) -> float:
     retry_after = (response.headers.get("retry-after") or "").strip()
     if retry_after.isdigit():
@@ -285,8 +370,11 @@ class GitHubSource(Source):
     """Merged pull requests and deployments from GitHub.com or GitHub Enterprise Server."""
 
     name = "github"
-    writes = ("pull_requests", "deployments")
-    description = "GitHub: pull requests merged and deployments finished per UTC day"
+    writes = ("pull_requests", "deployments", "direct_changes")
+    description = (
+        "GitHub: pull requests merged, deployments finished and commits pushed straight to "
+        "the default branch per UTC day"
+    )
 
     def __init__(
         self,
@@ -299,22 +387,29 @@ class GitHubSource(Source):
         backoff_base: float = 0.5,
         max_wait: float = 3600.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        token_refresh_margin: float = REFRESH_MARGIN_SECONDS,
     ) -> None:
         """``concurrency``: threads fetching organisations and repositories in parallel.
         ``deployment_lookback``: how long before the day a deployment may have been
         created and still finish on the day. ``timeout``/``max_retries`` default to
         DORA_HTTP_TIMEOUT_SECONDS/DORA_HTTP_MAX_RETRIES; ``max_wait`` caps one rate-limit
-        wait (a primary limit resets within the hour)."""
+        wait (a primary limit resets within the hour). ``clock`` and
+        ``token_refresh_margin`` (seconds before ``expires_at``) govern GitHub App
+        installation tokens."""
+        self.clock = clock
+        self.token_refresh_margin = token_refresh_margin
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
         self.deployment_lookback = deployment_lookback
         self.retry = RetryPolicy(timeout, max_retries, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
-        if not settings.github_token:
+        if not settings.github_token and not settings.github_app_id:
             return "GITHUB_TOKEN is not set"
         if not settings.github_orgs and not settings.github_repos:
-            return "GITHUB_TOKEN is set but GITHUB_ORGS and GITHUB_REPOS are both empty"
+            given = "GITHUB_APP_ID" if settings.github_app_id else "GITHUB_TOKEN"
+            return f"{given} is set but GITHUB_ORGS and GITHUB_REPOS are both empty"
         return None
 
     def extract(self, day: date, ctx: ExtractContext) -> list[Record | Quarantined]:
@@ -347,22 +442,41 @@ class _Extraction:
         self._clients: list[HttpClient] = []
         self._lock = threading.Lock()
         self.graphql_hook = graphql_retry_hook(transient_wait=source.retry.backoff_base * 4)
+        self.app_tokens = self._app_tokens()
+
+    def _app_tokens(self) -> GitHubAppTokens | None:
+        """GitHub App installation tokens when the app is configured (it wins over a
+        GITHUB_TOKEN also set: an organisation moving to the app means to use it)."""
+        if not self.settings.github_app_id:
+            return None
+        return GitHubAppTokens(
+            self.settings,
+            self.endpoints.rest,
+            self.source.retry,
+            orgs=self.orgs,
+            repos=self.repos,
+            clock=self.source.clock,
+            refresh_margin=self.source.token_refresh_margin,
+        )
 
     # -- plumbing -------------------------------------------------------------------
 
     def client(self) -> HttpClient:
         client = getattr(self._local, "client", None)
         if client is None:
+            headers = {
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            }
+            if self.app_tokens is None:
+                headers["Authorization"] = f"Bearer {self.settings.github_token.get()}"
             client = self.source.retry.client(
-                self.settings,
-                self.endpoints.rest,
-                name="github",
-                headers={
-                    "Authorization": f"Bearer {self.settings.github_token.get()}",
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": "2022-11-28",
-                },
+                self.settings, self.endpoints.rest, name="github", headers=headers
             )
+            if self.app_tokens is not None:
+                client.session.auth = InstallationAuth(
+                    self.app_tokens, client.session, lambda: self._local.owner
+                )
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
@@ -372,13 +486,20 @@ class _Extraction:
         """``func`` over ``items`` on the thread pool, results in ``items`` order; the
         first failure cancels what has not started and is raised."""
         if self.source.concurrency == 1 or len(items) <= 1:
-            return [func(item) for item in items]
+            return [self._for_owner(func, item) for item in items]
         pool = ThreadPoolExecutor(max_workers=self.source.concurrency, thread_name_prefix="github")
         try:
-            futures = [pool.submit(func, item) for item in items]
+            futures = [pool.submit(self._for_owner, func, item) for item in items]
             return [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _for_owner(self, func: Callable[[str], list], item: str) -> list:
+        """``func(item)`` with the item's owner as the thread's current owner: a GitHub
+        App's installation token is per owner. Items are ``org:acme``, ``repo:acme/api``,
+        ``acme`` or ``acme/api``."""
+        self._local.owner = item.split(":")[-1].split("/")[0]
+        return func(item)
 
     def graphql(self, query: str, variables: dict, what: str) -> dict:
         body = self.client().json(
@@ -449,21 +570,27 @@ class _Extraction:
             deployments = [
                 d for batch in self.parallel(self.deployments, repositories) for d in batch
             ]
+            direct = self.direct_changes()
         finally:
             for client in self._clients:
                 client.session.close()
+            if self.app_tokens is not None:
+                self.app_tokens.close()
         self.log.info(
             "github %s: %d merged pull requests from %d search scopes, %d deployments from "
-            "%d repositories, %d requests",
+            "%d repositories, %d direct changes, %d requests",
             self.day,
             len(pull_requests),
             len(scopes),
             len(deployments),
             len(repositories),
+            len(direct),
             sum(c.requests_sent for c in self._clients),
         )
-        return [pull_requests[k] for k in sorted(pull_requests, key=str)] + sorted(
-            deployments, key=lambda d: int(d.external_id)
+        return (
+            [pull_requests[k] for k in sorted(pull_requests, key=str)]
+            + sorted(deployments, key=lambda d: int(d.external_id))
+            + direct
         )
 
     def merged_pull_requests(
@@ -567,6 +694,14 @@ class _Extraction:
                 return found
             after = info.get("endCursor")
 
+    def owner_repositories(self, query: str, variables: dict, what: str) -> dict:
+        """One page of ``repositoryOwner.repositories`` for ``variables["login"]``."""
+        login = variables["login"]
+        owner = self.graphql(query, variables, f"{what} of {login}").get("repositoryOwner")
+        if not isinstance(owner, dict):
+            raise SourceError(f"github: no organisation {login!r} is visible to the token")
+        return owner.get("repositories") or {}
+
     def org_repositories(self, org: str) -> list[str]:
         """The organisation's repositories that have a deployment created since the
         lookback start (the others cannot have one finishing on the day)."""
@@ -574,11 +709,7 @@ class _Extraction:
         found, listed = [], 0
         variables: dict[str, Any] = {"login": org, "after": None}
         while True:
-            data = self.graphql(OWNER_REPOSITORIES_QUERY, variables, f"repositories of {org}")
-            owner = data.get("repositoryOwner")
-            if not isinstance(owner, dict):
-                raise SourceError(f"github: no organisation {org!r} is visible to the token")
-            page = owner.get("repositories") or {}
+            page = self.owner_repositories(OWNER_REPOSITORIES_QUERY, variables, "repositories")
             for repo in page.get("nodes") or []:
                 listed += 1
                 latest = ((repo.get("deployments") or {}).get("nodes") or [None])[0]
@@ -623,6 +754,90 @@ class _Extraction:
     def statuses(self, repository: str, deployment_id: Any) -> list[dict]:
         path = f"repos/{repository}/deployments/{int(deployment_id)}/statuses"
         return [status for page in self.rest_pages(path, {"per_page": 100}) for status in page]
+
+    # -- changes pushed straight to the default branch ------------------------------
+
+    def direct_changes(self) -> list[Record | Quarantined]:
+        """Every owner's and listed repository's default-branch commits of the day that
+        no merged pull request contains, sorted by repository and SHA."""
+        items = [f"org:{o}" for o in self.orgs] + [f"repo:{r}" for r in self.repos]
+        found = [c for batch in self.parallel(self.day_history, items) for c in batch]
+        return sorted(found, key=lambda r: r.record_key if isinstance(r, Quarantined) else r.key())
+
+    def _history_variables(self) -> dict[str, Any]:
+        return {
+            "since": _search_time(self.day_start),
+            "until": _search_time(self.day_end - timedelta(seconds=1)),
+            "after": None,
+        }
+
+    def day_history(self, item: str) -> list[Record | Quarantined]:
+        kind, _, name = item.partition(":")
+        if kind == "repo":
+            return self.repository_history(name, None)
+        found: list[Record | Quarantined] = []
+        variables = {**self._history_variables(), "login": name, "repositoriesAfter": None}
+        while True:
+            page = self.owner_repositories(OWNER_HISTORY_QUERY, variables, "default-branch history")
+            pushed_before_day = False
+            for repo in page.get("nodes") or []:
+                pushed = _time((repo or {}).get("pushedAt"))
+                if pushed is not None and pushed < self.day_start:
+                    pushed_before_day = True  # most recently pushed first: the rest are older
+                    break
+                found += self.repository_history(str(repo["nameWithOwner"]), _day_history(repo))
+            info = page.get("pageInfo") or {}
+            if pushed_before_day or not info.get("hasNextPage"):
+                return found
+            variables["repositoriesAfter"] = info.get("endCursor")
+
+    def repository_history(
+        self, repository: str, history: dict | None
+    ) -> list[Record | Quarantined]:
+        """The direct changes of one repository's day: ``history`` is its first page when
+        the owner's listing brought it (None: fetch every page here)."""
+        owner, _, name = repository.partition("/")
+        variables = {**self._history_variables(), "owner": owner, "name": name}
+        what = f"default-branch history of {repository}"
+        if history is None:
+            data = self.graphql(REPOSITORY_HISTORY_QUERY, variables, what)
+            if not isinstance(data.get("repository"), dict):
+                raise SourceError(f"github: no repository {repository!r} is visible to the token")
+            history = _day_history(data["repository"])
+        found: list[Record | Quarantined] = []
+        while history is not None:
+            for commit in history.get("nodes") or []:
+                try:
+                    if not self._committed_on_day(commit):
+                        continue
+                    record = direct_change_record(repository, commit)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    found.append(
+                        Quarantined(
+                            "github",
+                            "direct_changes",
+                            f"{repository.lower()}@{str((commit or {}).get('oid'))[:64]}",
+                            f"payload: unreadable commit ({type(exc).__name__}: {exc})",
+                            commit,
+                        )
+                    )
+                    continue
+                if record is not None:
+                    found.append(record)
+            info = history.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            variables["after"] = info.get("endCursor")
+            data = self.graphql(REPOSITORY_HISTORY_QUERY, variables, what)
+            history = _day_history(data.get("repository"))
+        return found
+
+    def _committed_on_day(self, commit: dict) -> bool:
+        # history(since, until) already filters by committed time; a commit outside the
+        # day (a GHES that reads the bounds differently) is another partition's. A
+        # missing time keeps the commit, so validation quarantines it with the reason.
+        committed = _time(commit.get("committedDate"))
+        return committed is None or self.day_start <= committed < self.day_end
 
 
 SOURCE = GitHubSource()
