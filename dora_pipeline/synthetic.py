@@ -13,7 +13,10 @@ What it holds, on purpose:
 - staging and production deploys, failed attempts, redeploys that ship no PR;
 - incidents caused by a change, explicitly not caused by one, unknown, some affecting
   two services, some still open;
-- monthly pulse surveys with one team below k members and a few invalid scores.
+- monthly pulse surveys with one team below k members and a few invalid scores;
+- a trunk-based team (one more team than DORA_SYNTHETIC_TEAMS asks for) whose two
+  services never open a PR: every change is a commit pushed to the default branch and
+  shipped by continuous deployment, by its own SHA or by the next deploy.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from functools import lru_cache
 from .records import (
     CatalogEntity,
     Deployment,
+    DirectChange,
     GroupMembership,
     Incident,
     PullRequest,
@@ -356,6 +360,7 @@ def catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
             user = org.user_ref(team, member)
             out.append(CatalogEntity(SOURCE, user, "user", "default", user.split("/")[1]))
             out.append(GroupMembership(SOURCE, org.team_ref(team), user))
+    out += trunk_catalog(org)
     for svc in org.service_list:
         if not svc.in_catalog:
             continue
@@ -420,4 +425,87 @@ def events_of_day(org: Organisation, day: date, pseudonymise):
                 finished_at=dep.finished_at, failed=dep.failed,
             )
         yield from _incidents_of_day(org, svc, day)
+    yield from trunk_events_of_day(org, day)
     yield from survey_responses(org, day, pseudonymise)
+
+
+# -- the trunk-based team ---------------------------------------------------------------
+
+TRUNK_SERVICE_NAMES = ("feature-flags", "edge-router")
+TRUNK_PROFILE = Profile(3.0, 3, 0.04, 45)
+TRUNK_COMMITS_PER_DAY = 7.0
+
+
+def trunk_team(org: Organisation) -> int:
+    """The trunk-based team's number: the one after the teams the organisation asks for."""
+    return org.teams
+
+
+def trunk_services(org: Organisation) -> tuple[Service, ...]:
+    team = trunk_team(org)
+    return tuple(
+        Service(org.services + i, name, team, TRUNK_PROFILE)
+        for i, name in enumerate(TRUNK_SERVICE_NAMES)
+    )
+
+
+def trunk_catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
+    """The trunk-based team, its members and its services."""
+    team = trunk_team(org)
+    out: list[CatalogEntity | GroupMembership] = [
+        CatalogEntity(SOURCE, org.team_ref(team), "group", "default", org.team_name(team),
+                      f"Team {org.team_name(team).title()}",
+                      parent_ref=org.department_ref(org.department_of(team)), spec_type="team")
+    ]
+    for member in range(org.members(team)):
+        user = org.user_ref(team, member)
+        out.append(CatalogEntity(SOURCE, user, "user", "default", user.split("/")[1]))
+        out.append(GroupMembership(SOURCE, org.team_ref(team), user))
+    for svc in trunk_services(org):
+        annotations = {"github.com/project-slug": svc.repository, "pagerduty.com/service-id": svc.pagerduty_id}
+        out.append(CatalogEntity(SOURCE, svc.entity_ref, "component", "default", svc.name,
+                                 owner_ref=org.team_ref(team), spec_type="service",
+                                 lifecycle="production", annotations=annotations))
+    return out
+
+
+def _trunk_day(org: Organisation, svc: Service, day: date) -> tuple[list[DirectChange], list[Deployment]]:
+    """A day of a trunk-based service: small commits pushed to main through working
+    hours, each authored an hour or two before it is pushed, and deploys that ship the
+    latest commit pushed at least ten minutes earlier (its SHA); the commits before it
+    in the same deploy are shipped by that deploy as the next one at or after them."""
+    rng = _rng(org.seed, "trunk", svc.index, day)
+    commits = []
+    for i, at in enumerate(sorted(rng.uniform(8 * 3600, 19 * 3600) for _ in range(_poisson(rng, TRUNK_COMMITS_PER_DAY)))):
+        committed = _at(day, at)
+        authored = committed - timedelta(hours=rng.lognormvariate(math.log(TRUNK_PROFILE.lead_hours / 2), 0.7))
+        commits.append(DirectChange(SOURCE, svc.repository, _sha(org.seed, svc.name, day, i, "push"), authored, committed))
+    deploys = []
+    weekend = day.weekday() >= 5
+    times = sorted(rng.uniform(9 * 3600, 21 * 3600) for _ in range(_poisson(rng, TRUNK_PROFILE.deploys_per_day * (0.3 if weekend else 1.0))))
+    for i, at in enumerate(times):
+        finished = _at(day, at)
+        pushed = [c for c in commits if c.committed_at <= finished - timedelta(minutes=10)]
+        sha = pushed[-1].sha if pushed else _sha(org.seed, svc.name, day, i, "redeploy")
+        deploys.append(Deployment(
+            source=SOURCE, external_id=f"{svc.name}-{day.isoformat()}-{i}", service_key_type="github_repo",
+            service_key=svc.repository, repository=svc.repository, environment="production",
+            commit_sha=sha, started_at=finished - timedelta(minutes=4), finished_at=finished,
+        ))
+    return commits, deploys
+
+
+def trunk_events_of_day(org: Organisation, day: date) -> list[DirectChange | Deployment | Incident]:
+    """The trunk-based team's records of one UTC day: direct changes, production
+    deploys, and the incidents deploys of the day and the day before caused."""
+    out: list[DirectChange | Deployment | Incident] = []
+    for svc in trunk_services(org):
+        commits, deploys = _trunk_day(org, svc, day)
+        out += commits + deploys
+        for previous in (day - timedelta(days=1), day):
+            for dep in _trunk_day(org, svc, previous)[1]:
+                rng = _rng(org.seed, "incident", dep.external_id)
+                opened = dep.finished_at + timedelta(minutes=rng.uniform(5, 12 * 60))
+                if rng.random() < svc.profile.failure_prob and opened.date() == day:
+                    out.append(_incident(org, svc, rng, f"inc-{dep.external_id}", opened, caused=True, services=(svc,)))
+    return out

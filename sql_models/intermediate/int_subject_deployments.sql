@@ -14,7 +14,7 @@ select
     o.deployment_id,                            -- the deployment
     o.finished_at,                              -- its time
     o.caused_failure,                           -- >= 1 incident blamed on it
-    o.shipped_prs > 0 as shipped_change         -- shipped >= 1 PR (lead-time coverage)
+    o.shipped_changes > 0 as shipped_change     -- shipped >= 1 PR or direct change (lead-time coverage)
 from dora_intermediate.int_deployment_outcomes as o
 union all
 select
@@ -23,7 +23,7 @@ select
     o.deployment_id,
     o.finished_at,
     o.caused_failure,
-    o.shipped_prs > 0
+    o.shipped_changes > 0
 from dora_intermediate.int_group_components as gc
 join dora_intermediate.int_deployment_outcomes as o
   on o.entity_ref = gc.entity_ref
@@ -35,7 +35,7 @@ select
     o.deployment_id,
     min(o.finished_at),
     bool_or(o.caused_failure),
-    bool_or(o.shipped_prs > 0)
+    bool_or(o.shipped_changes > 0)
 from dora_intermediate.int_group_components as gc
 join dora_intermediate.int_deployment_outcomes as o
   on o.entity_ref = gc.entity_ref

@@ -12,6 +12,8 @@ with periods as (
 -- Changes per subject are computed here, in flight, rather than materialised in a
 -- table of their own (four rows per PR: component, team, department, organisation),
 -- and only as far as each period kind needs: the window branch filters first.
+-- Direct changes (commits pushed to the default branch, DESIGN §7) join the PRs here:
+-- they count in lead_time_changes and the median, and have no PR stages.
 pr_changes as not materialized (
     select
         p.pr_id,
@@ -25,9 +27,24 @@ pr_changes as not materialized (
         (extract(epoch from p.first_review_at - p.opened_at) / 3600.0)::float8 as review_wait_hours,
         (extract(epoch from p.merged_at - coalesce(p.first_review_at, p.opened_at)) / 3600.0)::float8
             as review_hours,
-        (extract(epoch from p.deployed_at - p.merged_at) / 3600.0)::float8 as release_hours
+        (extract(epoch from p.deployed_at - p.merged_at) / 3600.0)::float8 as release_hours,
+        false as is_direct
     from dora_intermediate.int_pull_requests_deployed as p
     where p.deployment_id is not null
+    union all
+    select
+        dc.change_id,
+        dc.entity_ref,
+        dc.deployment_id,
+        dc.deployed_at,
+        dc.lead_time_hours::float8,
+        null::float8,
+        null::float8,
+        null::float8,
+        null::float8,
+        true
+    from dora_intermediate.int_direct_changes_deployed as dc
+    where dc.deployment_id is not null
 ),
 -- PRs of repositories that map to several components: the only ones a group can see
 -- twice (it counts them once, shipped by the earliest of their deployments).
@@ -46,7 +63,8 @@ subject_changes as not materialized (
         c.coding_hours,
         c.review_wait_hours,
         c.review_hours,
-        c.release_hours
+        c.release_hours,
+        c.is_direct
     from pr_changes as c
     union all
     select
@@ -57,7 +75,8 @@ subject_changes as not materialized (
         c.coding_hours,
         c.review_wait_hours,
         c.review_hours,
-        c.release_hours
+        c.release_hours,
+        c.is_direct
     from dora_intermediate.int_group_components as gc
     join pr_changes as c
       on c.entity_ref = gc.entity_ref
@@ -71,7 +90,8 @@ subject_changes as not materialized (
         pooled.coding_hours,
         pooled.review_wait_hours,
         pooled.review_hours,
-        pooled.release_hours
+        pooled.release_hours,
+        pooled.is_direct
     from (
         select distinct on (gc.group_ref, c.pr_id)
             gc.group_ref,
@@ -80,7 +100,8 @@ subject_changes as not materialized (
             c.coding_hours,
             c.review_wait_hours,
             c.review_hours,
-            c.release_hours
+            c.release_hours,
+            c.is_direct
         from dora_intermediate.int_group_components as gc
         join pr_changes as c
           on c.entity_ref = gc.entity_ref
@@ -170,14 +191,14 @@ deploys as (
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
 change_periods as (
-    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, p.period_kind, p.period_days, p.period_start
+    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, c.is_direct, p.period_kind, p.period_days, p.period_start
     from subject_changes as c
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', c.deployed_at at time zone 'UTC') at time zone 'UTC'
      and c.deployed_at < p.period_end
     union all
-    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, w.period_kind, w.period_days, w.period_start
+    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, c.is_direct, w.period_kind, w.period_days, w.period_start
     from subject_changes as c
     join windows as w
       on c.deployed_at >= w.period_start
@@ -192,7 +213,8 @@ changes as (
         percentile_cont(0.5) within group (order by coding_hours) as median_coding_hours,
         percentile_cont(0.5) within group (order by review_wait_hours) as median_review_wait_hours,
         percentile_cont(0.5) within group (order by review_hours) as median_review_hours,
-        percentile_cont(0.5) within group (order by release_hours) as median_release_hours
+        percentile_cont(0.5) within group (order by release_hours) as median_release_hours,
+        count(*) filter (where is_direct) as direct_changes
     from change_periods
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
@@ -266,7 +288,8 @@ measures as (
         ch.median_coding_hours::numeric as median_coding_hours,
         ch.median_review_wait_hours::numeric as median_review_wait_hours,
         ch.median_review_hours::numeric as median_review_hours,
-        ch.median_release_hours::numeric as median_release_hours
+        ch.median_release_hours::numeric as median_release_hours,
+        coalesce(ch.direct_changes, 0) as direct_changes
     from grid as g
     left join deploys as d using (subject_kind, subject_ref, period_kind, period_days, period_start)
     left join changes as ch using (subject_kind, subject_ref, period_kind, period_days, period_start)
@@ -320,6 +343,7 @@ select
     round(m.median_coding_hours, 2) as median_coding_hours,
     round(m.median_review_wait_hours, 2) as median_review_wait_hours,
     round(m.median_review_hours, 2) as median_review_hours,
-    round(m.median_release_hours, 2) as median_release_hours
+    round(m.median_release_hours, 2) as median_release_hours,
+    m.direct_changes                            -- of lead_time_changes, commits pushed without a PR
 from measures as m
 left join tiers as t using (subject_kind, subject_ref, period_kind, period_days, period_start)

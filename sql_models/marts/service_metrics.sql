@@ -12,9 +12,9 @@ select
     m.deploy_days,                              -- distinct UTC days with a deployment
     m.deploys_per_day,                          -- deployments / window_days
     m.deployment_frequency_tier,                -- elite | high | medium | low; NULL: never deployed to production
-    m.median_lead_time_hours,                   -- median first commit -> production of PRs shipped in the window
-    m.lead_time_changes,                        -- PRs measured
-    m.lead_time_coverage_pct,                   -- share of deployments that shipped >= 1 PR
+    m.median_lead_time_hours,                   -- median first commit -> production of changes shipped in the window
+    m.lead_time_changes,                        -- changes measured: PRs and direct changes
+    m.lead_time_coverage_pct,                   -- share of deployments that shipped >= 1 PR or direct change
     m.lead_time_tier,                           -- tier of the median lead time
     m.change_failure_rate_pct,                  -- failed_deployments / deployments, percent
     m.failed_deployments,                       -- deployments with >= 1 blamed incident
@@ -24,6 +24,7 @@ select
     m.time_to_restore_tier,                     -- tier of the median time to restore
     m.failed_attempts,                          -- failed production deploy attempts (not deployments)
     m.open_incidents,                           -- incidents opened in the window still unresolved
+    m.direct_changes,                           -- of lead_time_changes: commits pushed to the default branch without a PR
     now() as computed_at                        -- when this row was built
 from dora_intermediate.int_subject_period_metrics as m
 join dora_intermediate.int_components as c

@@ -21,6 +21,7 @@ select
     m.time_to_restore_tier,
     m.failed_attempts,
     m.open_incidents,
+    m.direct_changes,                           -- of lead_time_changes: commits pushed to the default branch without a PR
     now() as computed_at
 from dora_intermediate.int_subject_period_metrics as m
 join dora_intermediate.int_components as c
