@@ -54,7 +54,10 @@ API_DIRECT = {"ca", "cb", "cc", "cu"}
 
 
 def _github(fake: FakeGitHub) -> None:
-    fake.orgs["acme"] = ["acme/api", "acme/batch", "acme/stale"]
+    fake.orgs["acme"] = ["acme/api", "acme/batch", "acme/stale", "acme/fork"]
+    # a fork's default branch carries its upstream's commits: no changes of acme's
+    fake.forks.add("acme/fork")
+    fake.commits.append(FakeCommit("acme/fork", sha("f1"), at(8), at(12)))
     fake.orgs["solo"] = ["solo/tool"]  # a user's repository, listed in GITHUB_REPOS
     api = "acme/api"
     fake.commits += [
@@ -171,6 +174,7 @@ def test_the_default_branch_history_lands_only_direct_changes(settings, httpserv
     assert by_repo["acme/api"][0][1:] == (sha("ca"), at(8), at(9), DAY)
     assert len(by_repo["acme/batch"]) == 105 and {r[4] for r in by_repo["acme/batch"]} == {NEXT_DAY}
     assert [r[1] for r in by_repo["solo/tool"]] == [sha("t1")]
+    assert "acme/fork" not in by_repo
 
     # One owner listing per day (acme/stale, pushed long ago, ends it), acme/batch's
     # second page on the next day, and solo/tool once per day.

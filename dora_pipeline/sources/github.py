@@ -123,7 +123,7 @@ query OwnerRepositories($login: String!, $after: String) {
 # the commits that name none are changes pushed straight to the trunk (DESIGN §7).
 DAY_HISTORY_FRAGMENT = """
 fragment DayHistory on Commit {
-  history(since: $since, until: $until, first: 100, after: $after) {
+  history(since: $since, until: $until, first: 100, after: $historyAfter) {
     pageInfo { hasNextPage endCursor }
     nodes {
       oid
@@ -140,13 +140,14 @@ fragment DayHistory on Commit {
 # the day), and a repository's first 100 commits of the day come with it.
 OWNER_HISTORY_QUERY = (
     """
-query OwnerDefaultBranchHistory($login: String!, $since: GitTimestamp!, $until: GitTimestamp!, $after: String, $repositoriesAfter: String) {
+query OwnerDefaultBranchHistory($login: String!, $since: GitTimestamp!, $until: GitTimestamp!, $after: String, $historyAfter: String) {
   repositoryOwner(login: $login) {
-    repositories(first: 20, after: $repositoriesAfter, ownerAffiliations: [OWNER], orderBy: {field: PUSHED_AT, direction: DESC}) {
+    repositories(first: 20, after: $after, ownerAffiliations: [OWNER], orderBy: {field: PUSHED_AT, direction: DESC}) {
       pageInfo { hasNextPage endCursor }
       nodes {
         nameWithOwner
         pushedAt
+        isFork
         defaultBranchRef { target { ...DayHistory } }
       }
     }
@@ -160,7 +161,7 @@ query OwnerDefaultBranchHistory($login: String!, $since: GitTimestamp!, $until: 
 # after the first of a busy repository.
 REPOSITORY_HISTORY_QUERY = (
     """
-query RepositoryDefaultBranchHistory($owner: String!, $name: String!, $since: GitTimestamp!, $until: GitTimestamp!, $after: String) {
+query RepositoryDefaultBranchHistory($owner: String!, $name: String!, $since: GitTimestamp!, $until: GitTimestamp!, $historyAfter: String) {
   repository(owner: $owner, name: $name) {
     nameWithOwner
     defaultBranchRef { target { ...DayHistory } }
@@ -443,6 +444,8 @@ class _Extraction:
         self._lock = threading.Lock()
         self.graphql_hook = graphql_retry_hook(transient_wait=source.retry.backoff_base * 4)
         self.app_tokens = self._app_tokens()
+        if self.app_tokens is not None:
+            self.log.info("github: authenticating as GitHub App %s", self.settings.github_app_id)
 
     def _app_tokens(self) -> GitHubAppTokens | None:
         """GitHub App installation tokens when the app is configured (it wins over a
@@ -768,15 +771,15 @@ class _Extraction:
         return {
             "since": _search_time(self.day_start),
             "until": _search_time(self.day_end - timedelta(seconds=1)),
-            "after": None,
+            "historyAfter": None,
         }
 
     def day_history(self, item: str) -> list[Record | Quarantined]:
         kind, _, name = item.partition(":")
         if kind == "repo":
-            return self.repository_history(name, None)
+            return self.repository_history(name)
         found: list[Record | Quarantined] = []
-        variables = {**self._history_variables(), "login": name, "repositoriesAfter": None}
+        variables = {**self._history_variables(), "login": name, "after": None}
         while True:
             page = self.owner_repositories(OWNER_HISTORY_QUERY, variables, "default-branch history")
             pushed_before_day = False
@@ -785,14 +788,18 @@ class _Extraction:
                 if pushed is not None and pushed < self.day_start:
                     pushed_before_day = True  # most recently pushed first: the rest are older
                     break
-                found += self.repository_history(str(repo["nameWithOwner"]), _day_history(repo))
+                history = _day_history(repo)
+                # A fork's default branch carries its upstream's commits, which are no
+                # changes of this organisation; an empty repository has no branch.
+                if history is not None and not repo.get("isFork"):
+                    found += self.repository_history(str(repo["nameWithOwner"]), history)
             info = page.get("pageInfo") or {}
             if pushed_before_day or not info.get("hasNextPage"):
                 return found
-            variables["repositoriesAfter"] = info.get("endCursor")
+            variables["after"] = info.get("endCursor")
 
     def repository_history(
-        self, repository: str, history: dict | None
+        self, repository: str, history: dict | None = None
     ) -> list[Record | Quarantined]:
         """The direct changes of one repository's day: ``history`` is its first page when
         the owner's listing brought it (None: fetch every page here)."""
@@ -827,7 +834,7 @@ class _Extraction:
             info = history.get("pageInfo") or {}
             if not info.get("hasNextPage"):
                 break
-            variables["after"] = info.get("endCursor")
+            variables["historyAfter"] = info.get("endCursor")
             data = self.graphql(REPOSITORY_HISTORY_QUERY, variables, what)
             history = _day_history(data.get("repository"))
         return found

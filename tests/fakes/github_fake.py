@@ -219,6 +219,7 @@ class FakeGitHub:
         self._lock = threading.Lock()
         self.commits: list[FakeCommit] = []
         self.pushed_at: dict[str, datetime] = {}  # repo (lower) -> last push; else its last commit
+        self.forks: set[str] = set()  # repos (lower) that are forks
         self.app: FakeApp | None = None
         # token -> (installation id, expiry in epoch seconds)
         self.installation_tokens: dict[str, tuple[int, float]] = {}
@@ -427,7 +428,7 @@ class FakeGitHub:
                 return {"repositoryOwner": None}
             ordered = sorted(repos, key=self.repo_pushed_at, reverse=True)
             size = int(re.search(r"repositories\(first: (\d+)", document).group(1))
-            offset = _offset(variables.get("repositoriesAfter"))
+            offset = _offset(variables.get("after"))
             page = ordered[offset : offset + size]
             return {
                 "repositoryOwner": {
@@ -440,6 +441,7 @@ class FakeGitHub:
                             {
                                 "nameWithOwner": repo,
                                 "pushedAt": iso(self.repo_pushed_at(repo)),
+                                "isFork": repo.lower() in self.forks,
                                 "defaultBranchRef": self.branch_ref(repo, variables, None),
                             }
                             for repo in page
@@ -460,7 +462,7 @@ class FakeGitHub:
         return {
             "repository": {
                 "nameWithOwner": repo,
-                "defaultBranchRef": self.branch_ref(repo, variables, variables.get("after")),
+                "defaultBranchRef": self.branch_ref(repo, variables, variables.get("historyAfter")),
             }
         }
 
