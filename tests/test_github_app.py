@@ -204,9 +204,12 @@ def test_a_partition_lands_with_installation_tokens_found_per_org_and_repository
 def test_a_given_installation_id_skips_discovery(settings, httpserver, fake, app_key):
     env = _env(httpserver, app_key, GITHUB_APP_INSTALLATION_ID=str(ACME), GITHUB_REPOS="")
     warehouse = Warehouse(settings_with(settings, **env))
-    result = extract_partition(warehouse, _source(), DAY)
+    source = _source()
+    result = extract_partition(warehouse, source, DAY)
     assert result.rows["pull_requests"] == 5
     assert not any(r.endswith("/installation") for r in fake.requests)
+    # the next day (a backfill) reuses the token while it is valid
+    extract_partition(warehouse, source, DAY + timedelta(days=1))
     assert [i for i, _ in fake.installation_tokens.values()] == [ACME]
 
 
@@ -313,3 +316,13 @@ def test_the_cli_exits_4_naming_the_problem_and_never_the_key(
     assert PROBLEMS[problem] in done.stderr
     body_lines = [line for line in key_file.read_text().splitlines() if "-----" not in line]
     assert not any(line in done.stderr + done.stdout for line in body_lines)
+
+
+def test_an_installation_id_that_is_gone_is_named(settings, httpserver, fake, app_key):
+    env = _env(httpserver, app_key, GITHUB_APP_INSTALLATION_ID="9999", GITHUB_REPOS="")
+    with pytest.raises(SourceError) as raised:
+        extract_partition(Warehouse(settings_with(settings, **env)), _source(), DAY)
+    assert f"GitHub App {APP_ID}'s installation 9999 is gone (uninstalled or revoked)" in str(
+        raised.value
+    )
+    assert "GITHUB_APP_INSTALLATION_ID" in str(raised.value)

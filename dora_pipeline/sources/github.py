@@ -400,6 +400,10 @@ class GitHubSource(Source):
         installation tokens."""
         self.clock = clock
         self.token_refresh_margin = token_refresh_margin
+        # One token provider per app configuration, kept across partitions: a backfill
+        # reuses an installation token for its hour instead of asking for one per day.
+        self._app_tokens: dict[tuple, GitHubAppTokens] = {}
+        self._app_tokens_lock = threading.Lock()
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
         self.deployment_lookback = deployment_lookback
@@ -415,6 +419,32 @@ class GitHubSource(Source):
 
     def extract(self, day: date, ctx: ExtractContext) -> list[Record | Quarantined]:
         return _Extraction(self, ctx, day).run()
+
+    def app_tokens(
+        self, settings: Settings, rest: str, orgs: list[str], repos: list[str]
+    ) -> GitHubAppTokens:
+        """The GitHub App token provider for these settings (made once, then reused)."""
+        key = (
+            settings.github_app_id,
+            settings.github_app_private_key,
+            settings.github_app_installation_id,
+            rest,
+            tuple(orgs),
+            tuple(repos),
+        )
+        with self._app_tokens_lock:
+            tokens = self._app_tokens.get(key)
+            if tokens is None:
+                tokens = self._app_tokens[key] = GitHubAppTokens(
+                    settings,
+                    rest,
+                    self.retry,
+                    orgs=orgs,
+                    repos=repos,
+                    clock=self.clock,
+                    refresh_margin=self.token_refresh_margin,
+                )
+            return tokens
 
 
 class _Extraction:
@@ -452,15 +482,7 @@ class _Extraction:
         GITHUB_TOKEN also set: an organisation moving to the app means to use it)."""
         if not self.settings.github_app_id:
             return None
-        return GitHubAppTokens(
-            self.settings,
-            self.endpoints.rest,
-            self.source.retry,
-            orgs=self.orgs,
-            repos=self.repos,
-            clock=self.source.clock,
-            refresh_margin=self.source.token_refresh_margin,
-        )
+        return self.source.app_tokens(self.settings, self.endpoints.rest, self.orgs, self.repos)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -577,8 +599,6 @@ class _Extraction:
         finally:
             for client in self._clients:
                 client.session.close()
-            if self.app_tokens is not None:
-                self.app_tokens.close()
         self.log.info(
             "github %s: %d merged pull requests from %d search scopes, %d deployments from "
             "%d repositories, %d direct changes, %d requests",

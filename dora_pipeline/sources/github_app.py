@@ -118,9 +118,6 @@ class GitHubAppTokens:
         self._lock = threading.Lock()
         self.tokens_issued = 0
 
-    def close(self) -> None:
-        self.client.session.close()
-
     def token(self, owner: str) -> str:
         """A valid installation token for the owner's repositories."""
         with self._lock:
@@ -190,12 +187,13 @@ class GitHubAppTokens:
                 f"github: {app} was refused (HTTP 401) while authenticating for {what}: "
                 "GITHUB_APP_PRIVATE_KEY is not a current key of this app, or GITHUB_APP_ID is wrong"
             )
-        if what.startswith(("organisation", "repository")) and exc.status == 404:
+        installation = what.startswith("installation")
+        if not installation and exc.status == 404:
             return SourceError(
                 f"github: {app} is not installed on {what}: install it there "
                 "(docs/sources/github.md) or remove it from GITHUB_ORGS/GITHUB_REPOS"
             )
-        if exc.status in (403, 404):
+        if installation and exc.status in (403, 404):
             state = "suspended" if exc.status == 403 else "gone (uninstalled or revoked)"
             return SourceError(
                 f"github: {app}'s {what} is {state} (HTTP {exc.status}): reinstall the app, "
