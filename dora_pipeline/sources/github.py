@@ -35,11 +35,19 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import requests
 
 from ..config import Settings
 from ..http import HttpClient, RetryPolicy
-from ..records import Deployment, PullRequest, Quarantined, Record, utc_day_bounds
+from ..records import (
+    Deployment,
+    PullRequest,
+    PullRequestFiles,
+    Quarantined,
+    Record,
+    utc_day_bounds,
+)
 from .base import ExtractContext, Source, SourceError
 
 SEARCH_RESULT_CAP = 1000
@@ -49,7 +57,7 @@ SPLIT_TARGET = 800
 TERMINAL_STATES = {"success": False, "failure": True, "error": True}
 
 MERGED_PULL_REQUESTS_QUERY = """
-query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String) {
+query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String, $withFiles: Boolean = false) {
   search(query: $searchQuery, type: ISSUE, first: $pageSize, after: $after) {
     issueCount
     pageInfo { hasNextPage endCursor }
@@ -72,7 +80,21 @@ query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String)
           pageInfo { hasNextPage endCursor }
           nodes { author { login } submittedAt }
         }
+        files(first: 100) @include(if: $withFiles) { totalCount pageInfo { hasNextPage endCursor } nodes { path } }
       }
+    }
+  }
+}
+"""
+
+# The changed files of a pull request, for repositories the catalog splits into folders
+# (monorepos): the first 100 come with the search page (``$withFiles``), later pages from
+# the PR's node.
+PULL_REQUEST_FILES_QUERY = """
+query PullRequestFiles($id: ID!, $after: String) {
+  node(id: $id) {
+    ... on PullRequest {
+      files(first: 100, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { path } }
     }
   }
 }
@@ -115,6 +137,7 @@ GRAPHQL_DOCUMENTS = (
     MERGED_PULL_REQUESTS_QUERY,
     PULL_REQUEST_REVIEWS_QUERY,
     OWNER_REPOSITORIES_QUERY,
+    PULL_REQUEST_FILES_QUERY,
 )
 
 
@@ -285,7 +308,7 @@ class GitHubSource(Source):
     """Merged pull requests and deployments from GitHub.com or GitHub Enterprise Server."""
 
     name = "github"
-    writes = ("pull_requests", "deployments")
+    writes = ("pull_requests", "deployments", "pull_request_files")
     description = "GitHub: pull requests merged and deployments finished per UTC day"
 
     def __init__(
@@ -347,6 +370,7 @@ class _Extraction:
         self._clients: list[HttpClient] = []
         self._lock = threading.Lock()
         self.graphql_hook = graphql_retry_hook(transient_wait=source.retry.backoff_base * 4)
+        self.file_repositories = folder_repositories(ctx.warehouse_url)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -484,7 +508,11 @@ class _Extraction:
                 merged = _time(node.get("mergedAt"))
                 if merged is None or not self.day_start <= merged < self.day_end:
                     continue  # merged on another day: that partition's search finds it
-                out.append((key, pull_request_record(node, self.more_reviews(node))))
+                record = pull_request_record(node, self.more_reviews(node))
+                files = self.changed_files(node) if key[0] in self.file_repositories else None
+                out.append((key, record))
+                if files is not None:
+                    out.append(((*key, "files"), files))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 out.append(
                     (
@@ -507,6 +535,7 @@ class _Extraction:
             "searchQuery": query,
             "pageSize": self.source.page_size,
             "after": None,
+            "withFiles": self.needs_files(scope),
         }
         search = self._search(variables, what)
         count = search.get("issueCount") or 0
@@ -567,6 +596,39 @@ class _Extraction:
                 return found
             after = info.get("endCursor")
 
+    def needs_files(self, scope: str) -> bool:
+        """Whether a search scope (``org:acme``, ``repo:acme/mono``) holds a repository
+        whose PRs need their file lists: only those pay for the larger search pages."""
+        kind, _, name = scope.partition(":")
+        if kind == "repo":
+            return name in self.file_repositories
+        return any(r.split("/")[0] == name for r in self.file_repositories)
+
+    def changed_files(self, node: dict) -> PullRequestFiles:
+        """The PR's changed paths: the search page's first 100, then the PR node's later
+        pages (100 each) until GitHub says there are no more."""
+        page = node.get("files")
+        if not isinstance(page, dict):
+            raise ValueError("no files on a search page that asked for them")
+        paths = [f["path"] for f in page.get("nodes") or [] if f]
+        after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+        while after:
+            what = f"files of {node['repository']['nameWithOwner']}#{node['number']}"
+            data = self.graphql(PULL_REQUEST_FILES_QUERY, {"id": node["id"], "after": after}, what)
+            more = (data.get("node") or {}).get("files")
+            if not isinstance(more, dict):
+                raise SourceError(f"github: GraphQL answer for {what} has no files")
+            paths.extend(f["path"] for f in more.get("nodes") or [] if f)
+            info = more.get("pageInfo") or {}
+            after = info.get("endCursor") if info.get("hasNextPage") else None
+        return PullRequestFiles(
+            source="github",
+            repository=node["repository"]["nameWithOwner"].lower(),
+            number=node["number"],
+            paths=tuple(paths),
+            changed_files=page.get("totalCount"),
+        )
+
     def org_repositories(self, org: str) -> list[str]:
         """The organisation's repositories that have a deployment created since the
         lookback start (the others cannot have one finishing on the day)."""
@@ -623,6 +685,30 @@ class _Extraction:
     def statuses(self, repository: str, deployment_id: Any) -> list[dict]:
         path = f"repos/{repository}/deployments/{int(deployment_id)}/statuses"
         return [status for page in self.rest_pages(path, {"per_page": 100}) for status in page]
+
+
+def folder_repositories(warehouse_url: str) -> frozenset[str]:
+    """Repositories (owner/name, lower-case) that a catalog component names with a folder
+    in ``backstage.io/source-location``: their PRs need file lists. Read from the raw
+    catalog with the models' own reading of the annotation; empty without a warehouse."""
+    if not warehouse_url:
+        return frozenset()
+    try:
+        with psycopg.connect(warehouse_url) as conn:
+            rows = conn.execute(
+                """
+                select distinct f.repository
+                from dora_raw.catalog_entities as c
+                cross join lateral dora_lib.source_location_folder(
+                    c.annotations ->> 'backstage.io/source-location') as f
+                where c.kind = 'component'
+                """
+            ).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
+        raise SourceError(
+            "github: the warehouse has no catalog tables yet; run `dora-pipeline migrate`"
+        ) from None
+    return frozenset(r for (r,) in rows)
 
 
 SOURCE = GitHubSource()
