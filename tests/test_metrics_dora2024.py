@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from dora_pipeline.records import Deployment
+from dora_pipeline.warehouse import Warehouse
 
 from builders import (
     at,
@@ -25,8 +26,16 @@ from builders import (
     service,
     team,
 )
+from conftest import settings_with
 
 D = Decimal
+# The improvement-candidate windows of tests/test_improvement_candidates.py: recent =
+# [03-21, 03-31), baseline = [03-01, 03-21), 3 deployments at least in each.
+RULE_ENV = {
+    "DORA_RULE_RECENT_DAYS": "10",
+    "DORA_RULE_BASELINE_DAYS": "20",
+    "DORA_RULE_MIN_SAMPLE": "3",
+}
 
 
 @pytest.fixture
@@ -260,3 +269,50 @@ def test_a_deployment_of_two_components_recovers_when_both_of_its_failures_do(wa
     t = team(warehouse, "team-a")
     assert (t["deployments"], t["failed_deployments"], t["recovered_deployments"]) == (1, 1, 0)
     assert t["median_failed_deployment_recovery_minutes"] is None
+
+
+def _rework_pair(comp: str, cause_day: int, resolve_day: int) -> list:
+    """A deploy at noon that causes an incident an hour later, resolved at 13:00 of
+    ``resolve_day``, and a fix-forward deploy at noon of that day (rework)."""
+    return [
+        deploy(comp, at(cause_day)),
+        incident([comp], opened=at(cause_day, 13), resolved=at(resolve_day, 13)),
+        deploy(comp, at(resolve_day)),
+    ]
+
+
+def test_rising_rework_rate_is_an_improvement_candidate(warehouse, settings):
+    rules = Warehouse(settings_with(settings, **RULE_ENV))
+    load(rules, [group("team-a"), component("refix", "team-a"), component("steady", "team-a")])
+    load(
+        rules,
+        [
+            # refix: 2 of 4 recent deploys are rework, 1 of 4 before
+            *_rework_pair("refix", 22, 23),
+            *_rework_pair("refix", 24, 25),
+            *_rework_pair("refix", 2, 5),
+            deploy("refix", at(8)),
+            deploy("refix", at(11)),
+            # steady: 1 of 4 in both windows: not rising, no candidate
+            *_rework_pair("steady", 22, 23),
+            deploy("steady", at(26)),
+            deploy("steady", at(27)),
+            *_rework_pair("steady", 2, 5),
+            deploy("steady", at(8)),
+            deploy("steady", at(11)),
+        ],
+    )
+    build(rules)
+    with rules.connection() as conn:
+        found = conn.execute(
+            "select entity_ref, severity, finding, evidence from dora_metrics.improvement_candidates"
+            " where rule = 'rising_rework_rate'"
+        ).fetchall()
+    assert len(found) == 1
+    entity_ref, severity, finding, evidence = found[0]
+    assert (entity_ref, severity) == (ref("refix"), "high")  # 50 >= 1.5 x 25
+    assert finding == (
+        "2 of the last 4 production deploys (last 10 days) were rework, made while an incident caused "
+        "by an earlier deploy was still open (50.00 %), up from 1 of 4 (25.00 %) in the 20 days before."
+    )
+    assert evidence["recent_rework_deployments"] == 2 and evidence["threshold_pct"] == 15.0

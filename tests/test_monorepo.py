@@ -17,7 +17,7 @@ from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.records import CatalogEntity, Deployment, PullRequest, PullRequestFiles
 from dora_pipeline.sources.github import (
     GRAPHQL_DOCUMENTS,
-    PULL_REQUEST_FILES_QUERY,
+    PULL_REQUEST_FILES_QUERIES,
     GitHubSource,
 )
 from dora_pipeline.warehouse import Warehouse
@@ -209,14 +209,27 @@ def test_github_fetches_file_lists_to_the_end_only_for_split_repositories(
         ),
         FakePR("acme/mono", 3, noon - timedelta(hours=1), noon, files=[], head_sha="c" * 40),
     ]
-    fake.prs += merged_prs("acme/web", 120, D0, start_number=10)  # same org, not split
-    for pr in fake.prs[-120:]:
+    # eleven more with 150 files each: one later page each
+    fake.prs += [
+        FakePR(
+            "acme/mono",
+            n,
+            noon - timedelta(hours=2.5),
+            noon,
+            head_sha=f"{n:040x}",
+            files=[f"services/payments/{n}/{i:03d}.py" for i in range(150)],
+        )
+        for n in range(20, 31)
+    ]
+    web = merged_prs("acme/web", 120, D0, start_number=100)  # same org, not split
+    for pr in web:
         pr.files = ["src/app.py"]
+    fake.prs += web
     wh = _github_warehouse(settings, httpserver, GITHUB_ORGS="acme")
 
     result = extract_partition(wh, _source(), DAY)
 
-    assert result.rows == {"pull_requests": 123, "pull_request_files": 3}
+    assert result.rows == {"pull_requests": 134, "pull_request_files": 14}
     with wh.connection() as conn:
         files = {
             n: (paths, changed)
@@ -227,17 +240,23 @@ def test_github_fetches_file_lists_to_the_end_only_for_split_repositories(
         }
     assert files[1] == (big, 250)  # every page, in GitHub's order
     assert files[2] == (["README.md"], 1) and files[3] == ([], 0)
-    # 123 PRs: two search pages, two follow-ups for PR 1's files, one repository list
-    follow_ups = [d for d in fake.graphql_documents if d == PULL_REQUEST_FILES_QUERY]
-    assert len(fake.search_queries) == 2 and len(follow_ups) == 2
+    assert all(
+        files[n] == ([f"services/payments/{n}/{i:03d}.py" for i in range(150)], 150)
+        for n in range(20, 31)
+    )
+    # 134 PRs: two search pages and one repository list. Twelve PRs need later files
+    # pages, ten PRs a request: PR 1 and nine of the others, then PR 1's last page with
+    # the other two.
+    follow_ups = [d for d in fake.graphql_documents if d.startswith("query PullRequestFiles")]
+    assert follow_ups == [PULL_REQUEST_FILES_QUERIES[9], PULL_REQUEST_FILES_QUERIES[2]]
+    assert len(fake.search_queries) == 2
     assert fake.graphql_requests == 2 + 2 + 1
 
-    # the schema check covers the follow-up too (every document sent, then built into models)
+    # every document sent is one of GRAPHQL_DOCUMENTS and valid against GitHub's schema
     github_schema = _schema()
     from graphql import parse, validate
 
     assert set(fake.graphql_documents) <= set(GRAPHQL_DOCUMENTS)
-    assert PULL_REQUEST_FILES_QUERY in fake.graphql_documents
     for document in set(fake.graphql_documents):
         assert validate(github_schema, parse(document)) == [], document
 
@@ -247,13 +266,22 @@ def test_github_fetches_file_lists_to_the_end_only_for_split_repositories(
             "select number, entity_ref from dora_intermediate.int_pull_request_components"
             " where repository = 'acme/mono' order by number, entity_ref"
         ).fetchall()
-    # PR 1's only ledger file is its 201st: found on the follow-up page
+    # PR 1's only ledger file is its 201st: found on its last page
     assert mapping == [
         (1, ref("ledger")),
         (1, ref("payments")),
         (2, ref("platform")),
         (3, ref("platform")),
+        *((n, ref("payments")) for n in range(20, 31)),
     ]
+
+
+def test_every_files_follow_up_document_is_valid_against_githubs_schema():
+    from graphql import parse, validate
+
+    github_schema = _schema()
+    for document in PULL_REQUEST_FILES_QUERIES:
+        assert validate(github_schema, parse(document)) == [], document
 
 
 def test_github_without_split_repositories_asks_for_no_files(warehouse, settings, httpserver, fake):
@@ -264,7 +292,7 @@ def test_github_without_split_repositories_asks_for_no_files(warehouse, settings
     wh = _github_warehouse(settings, httpserver, GITHUB_ORGS="acme")
     result = extract_partition(wh, _source(), DAY)
     assert result.rows == {"pull_requests": 5}
-    assert PULL_REQUEST_FILES_QUERY not in fake.graphql_documents
+    assert not any(d.startswith("query PullRequestFiles") for d in fake.graphql_documents)
 
 
 def _schema():

@@ -88,17 +88,25 @@ query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String,
 """
 
 # The changed files of a pull request, for repositories the catalog splits into folders
-# (monorepos): the first 100 come with the search page (``$withFiles``), later pages from
-# the PR's node.
-PULL_REQUEST_FILES_QUERY = """
-query PullRequestFiles($id: ID!, $after: String) {
-  node(id: $id) {
-    ... on PullRequest {
-      files(first: 100, after: $after) { totalCount pageInfo { hasNextPage endCursor } nodes { path } }
-    }
-  }
-}
-"""
+# (monorepos): the first 100 come with the search page (``$withFiles``); the later pages
+# of up to FILES_BATCH pull requests come together, one aliased PR node each.
+FILE_PAGE_FIELDS = "totalCount pageInfo { hasNextPage endCursor } nodes { path }"
+FILES_BATCH = 10
+
+
+def pull_request_files_query(size: int) -> str:
+    """The follow-up document for ``size`` pull requests: ``pr<i>`` is the next files
+    page of node ``$id<i>`` after ``$after<i>``."""
+    variables = ", ".join(f"$id{i}: ID!, $after{i}: String" for i in range(size))
+    fields = "\n".join(
+        f"  pr{i}: node(id: $id{i}) {{ ... on PullRequest {{ "
+        f"files(first: 100, after: $after{i}) {{ {FILE_PAGE_FIELDS} }} }} }}"
+        for i in range(size)
+    )
+    return f"query PullRequestFiles({variables}) {{\n{fields}\n}}\n"
+
+
+PULL_REQUEST_FILES_QUERIES = tuple(pull_request_files_query(n) for n in range(1, FILES_BATCH + 1))
 
 PULL_REQUEST_REVIEWS_QUERY = """
 query PullRequestReviews($id: ID!, $after: String) {
@@ -137,7 +145,7 @@ GRAPHQL_DOCUMENTS = (
     MERGED_PULL_REQUESTS_QUERY,
     PULL_REQUEST_REVIEWS_QUERY,
     OWNER_REPOSITORIES_QUERY,
-    PULL_REQUEST_FILES_QUERY,
+    *PULL_REQUEST_FILES_QUERIES,
 )
 
 
@@ -499,6 +507,7 @@ class _Extraction:
             if node and node.get("id"):
                 nodes[node["id"]] = node
         out = []
+        files: dict[tuple[str, int], ChangedFiles] = {}
         for node in nodes.values():
             key = (
                 str((node.get("repository") or {}).get("nameWithOwner", "")).lower(),
@@ -509,10 +518,12 @@ class _Extraction:
                 if merged is None or not self.day_start <= merged < self.day_end:
                     continue  # merged on another day: that partition's search finds it
                 record = pull_request_record(node, self.more_reviews(node))
-                files = self.changed_files(node) if key[0] in self.file_repositories else None
+                first_files = (
+                    ChangedFiles.first_page(node) if key[0] in self.file_repositories else None
+                )
                 out.append((key, record))
-                if files is not None:
-                    out.append(((*key, "files"), files))
+                if first_files is not None:
+                    files[key] = first_files
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 out.append(
                     (
@@ -526,7 +537,8 @@ class _Extraction:
                         ),
                     )
                 )
-        return out
+        self.more_files(list(files.values()))
+        return out + [((*key, "files"), f.record()) for key, f in files.items()]
 
     def search_window(self, scope: str, first: datetime, last: datetime) -> list[dict]:
         query = merged_search_query(scope, first, last)
@@ -604,30 +616,26 @@ class _Extraction:
             return name in self.file_repositories
         return any(r.split("/")[0] == name for r in self.file_repositories)
 
-    def changed_files(self, node: dict) -> PullRequestFiles:
-        """The PR's changed paths: the search page's first 100, then the PR node's later
-        pages (100 each) until GitHub says there are no more."""
-        page = node.get("files")
-        if not isinstance(page, dict):
-            raise ValueError("no files on a search page that asked for them")
-        paths = [f["path"] for f in page.get("nodes") or [] if f]
-        after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
-        while after:
-            what = f"files of {node['repository']['nameWithOwner']}#{node['number']}"
-            data = self.graphql(PULL_REQUEST_FILES_QUERY, {"id": node["id"], "after": after}, what)
-            more = (data.get("node") or {}).get("files")
-            if not isinstance(more, dict):
-                raise SourceError(f"github: GraphQL answer for {what} has no files")
-            paths.extend(f["path"] for f in more.get("nodes") or [] if f)
-            info = more.get("pageInfo") or {}
-            after = info.get("endCursor") if info.get("hasNextPage") else None
-        return PullRequestFiles(
-            source="github",
-            repository=node["repository"]["nameWithOwner"].lower(),
-            number=node["number"],
-            paths=tuple(paths),
-            changed_files=page.get("totalCount"),
-        )
+    def more_files(self, lists: list[ChangedFiles]) -> None:
+        """Every later files page of the pull requests in ``lists`` that have one, up to
+        FILES_BATCH pull requests a request, until GitHub says there are no more."""
+        pending = [f for f in lists if f.after]
+        while pending:
+            batch, pending = pending[:FILES_BATCH], pending[FILES_BATCH:]
+            variables: dict[str, Any] = {}
+            for i, files in enumerate(batch):
+                variables[f"id{i}"], variables[f"after{i}"] = files.node_id, files.after
+            what = "files of " + ", ".join(f"{f.repository}#{f.number}" for f in batch)
+            data = self.graphql(PULL_REQUEST_FILES_QUERIES[len(batch) - 1], variables, what)
+            for i, files in enumerate(batch):
+                page = (data.get(f"pr{i}") or {}).get("files")
+                if not isinstance(page, dict):
+                    raise SourceError(
+                        f"github: GraphQL answer for {what} has no files for "
+                        f"{files.repository}#{files.number}"
+                    )
+                files.add_page(page)
+            pending += [f for f in batch if f.after]
 
     def org_repositories(self, org: str) -> list[str]:
         """The organisation's repositories that have a deployment created since the
@@ -685,6 +693,48 @@ class _Extraction:
     def statuses(self, repository: str, deployment_id: Any) -> list[dict]:
         path = f"repos/{repository}/deployments/{int(deployment_id)}/statuses"
         return [status for page in self.rest_pages(path, {"per_page": 100}) for status in page]
+
+
+@dataclass
+class ChangedFiles:
+    """A pull request's changed paths as far as fetched; ``after``: the next page's cursor."""
+
+    node_id: str
+    repository: str
+    number: int
+    total: int | None
+    paths: list[str]
+    after: str | None = None
+
+    @classmethod
+    def first_page(cls, node: dict) -> ChangedFiles:
+        """The page a search node carries (``files`` asked with ``$withFiles``)."""
+        page = node.get("files")
+        if not isinstance(page, dict):
+            raise ValueError("no files on a search page that asked for them")
+        files = cls(
+            node["id"],
+            node["repository"]["nameWithOwner"].lower(),
+            node["number"],
+            page.get("totalCount"),
+            [],
+        )
+        files.add_page(page)
+        return files
+
+    def add_page(self, page: dict) -> None:
+        self.paths.extend(f["path"] for f in page.get("nodes") or [] if f)
+        info = page.get("pageInfo") or {}
+        self.after = info.get("endCursor") if info.get("hasNextPage") else None
+
+    def record(self) -> PullRequestFiles:
+        return PullRequestFiles(
+            source="github",
+            repository=self.repository,
+            number=self.number,
+            paths=tuple(self.paths),
+            changed_files=self.total,
+        )
 
 
 def folder_repositories(warehouse_url: str) -> frozenset[str]:

@@ -234,8 +234,8 @@ class FakeGitHub:
             self.graphql_documents.append(document)
         if "searchQuery" in variables:
             return _json({"data": {"search": self.search(document, variables)}})
-        if "id" in variables and "query PullRequestFiles" in document:
-            return _json({"data": {"node": self.node_files(variables)}})
+        if "query PullRequestFiles" in document:
+            return _json({"data": self.nodes_files(document, variables)})
         if "id" in variables:
             return _json({"data": {"node": self.node_reviews(variables)}})
         if "login" in variables:
@@ -305,11 +305,21 @@ class FakeGitHub:
             return None
         return {"reviews": _review_page(pr.reviews, _offset(variables.get("after")), 100)}
 
-    def node_files(self, variables: dict) -> dict | None:
-        pr = next((p for p in self.prs if p.node_id == variables["id"]), None)
-        if pr is None:
-            return None
-        return {"files": _files_page(pr.files, _offset(variables.get("after")), 100)}
+    def nodes_files(self, document: str, variables: dict) -> dict:
+        """``alias: node(id: $idN) { ... on PullRequest { files(first: 100, after: $afterN) } }``
+        for every alias of the document, as GitHub answers aliased fields."""
+        out: dict[str, dict | None] = {}
+        for alias, id_var, after_var in re.findall(
+            r"(\w+): node\(id: \$(\w+)\) \{ \.\.\. on PullRequest \{ files\(first: 100, after: \$(\w+)\)",
+            document,
+        ):
+            pr = next((p for p in self.prs if p.node_id == variables[id_var]), None)
+            out[alias] = (
+                None
+                if pr is None
+                else {"files": _files_page(pr.files, _offset(variables.get(after_var)), 100)}
+            )
+        return out
 
     def owner_repositories(self, variables: dict) -> dict | None:
         repos = self.orgs.get(variables["login"].lower())
