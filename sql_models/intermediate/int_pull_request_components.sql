@@ -35,6 +35,15 @@ claims as (
     where s.paths is not null
       -- starts_with, not like: a folder may hold _ or %
       and exists (select 1 from unnest(s.paths) as c(path) where starts_with(c.path, fo.folder || '/'))
+),
+-- Joined, not probed row by row: the repository mapping's rows are most of the table.
+claimed_prs as (
+    select distinct pr_id
+    from claims
+),
+folder_components as (
+    select distinct entity_ref, repository
+    from folders
 )
 select
     p.pr_id,                                    -- repository#number
@@ -59,11 +68,14 @@ select
 from dora_staging.stg_pull_requests as p
 left join split_prs as s
   on s.pr_id = p.pr_id
-where s.pr_id is null
-   or s.paths is null
-   or (not exists (select 1 from folders as fo
-                   where fo.entity_ref = p.entity_ref and fo.repository = p.repository)
-       and not exists (select 1 from claims as c where c.pr_id = p.pr_id))
+left join claimed_prs as cp
+  on cp.pr_id = p.pr_id
+left join folder_components as fc
+  on fc.entity_ref = p.entity_ref
+ and fc.repository = p.repository
+where s.pr_id is null                           -- a repository no component splits
+   or s.paths is null                           -- no file list: the repository mapping
+   or (fc.entity_ref is null and cp.pr_id is null)  -- a component without a folder here, a PR no folder claims
 union all
 select
     s.pr_id,
