@@ -13,6 +13,18 @@ with blamed as (
         case when bool_and(b.resolved_at is not null) then max(b.resolved_at) end as recovered_at
     from dora_intermediate.int_incidents_blamed as b
     group by b.deployment_id, b.entity_ref
+),
+-- A join (hashed on the component), not an EXISTS per deployment: in the select list
+-- the planner would scan every blamed incident once per deployment.
+rework as (
+    select distinct d.deployment_id, d.entity_ref
+    from dora_intermediate.int_production_deployments as d
+    join dora_intermediate.int_incidents_blamed as o
+      on o.entity_ref = d.entity_ref
+     and o.opened_at <= d.finished_at
+     and (o.resolved_at is null or o.resolved_at >= d.finished_at)
+     -- earlier in the order blame uses (finished_at, then deployment_id)
+     and (o.deployed_at, o.deployment_id) < (d.finished_at, d.deployment_id)
 )
 select
     d.deployment_id,                            -- source:external_id
@@ -21,19 +33,14 @@ select
     b.deployment_id is not null as caused_failure,  -- >= 1 incident blamed on it
     coalesce(s.shipped_prs, 0) as shipped_prs,  -- PRs whose lead time ends here
     b.recovered_at,                             -- latest resolution of its blamed incidents; NULL: not failed, or not recovered yet
-    exists (
-        select 1
-        from dora_intermediate.int_incidents_blamed as o
-        where o.entity_ref = d.entity_ref
-          -- earlier in the order blame uses (finished_at, then deployment_id)
-          and (o.deployed_at, o.deployment_id) < (d.finished_at, d.deployment_id)
-          and o.opened_at <= d.finished_at
-          and (o.resolved_at is null or o.resolved_at >= d.finished_at)
-    ) as is_rework                              -- finished while an incident blamed on an earlier deploy of the component was open
+    r.deployment_id is not null as is_rework    -- finished while an incident blamed on an earlier deploy of the component was open
 from dora_intermediate.int_production_deployments as d
 left join blamed as b
   on b.deployment_id = d.deployment_id
  and b.entity_ref = d.entity_ref
+left join rework as r
+  on r.deployment_id = d.deployment_id
+ and r.entity_ref = d.entity_ref
 left join (
     select deployment_id, entity_ref, count(*) as shipped_prs
     from dora_intermediate.int_pull_requests_deployed
