@@ -12,7 +12,12 @@ What it holds, on purpose:
   carries the head SHA), some merged and shipped by a later deploy, some never deployed;
 - staging and production deploys, failed attempts, redeploys that ship no PR;
 - incidents caused by a change, explicitly not caused by one, unknown, some affecting
-  two services, some still open;
+  two services, some still open (deploys while one is open are rework; failed deploys
+  whose incidents are all resolved give the failed-deployment recovery time);
+- a monorepo (``acme/mono``, from 8 services on): two services in folders of it
+  (``backstage.io/source-location`` ending in ``services/<name>/``) and one at its root,
+  deployed as ArgoCD apps, with PR file lists: most PRs change one folder, some two,
+  the root service's only root files;
 - monthly pulse surveys with one team below k members and a few invalid scores;
 - a trunk-based team (one more team than DORA_SYNTHETIC_TEAMS asks for) whose two
   services never open a PR: every change is a commit pushed to the default branch and
@@ -36,12 +41,16 @@ from .records import (
     GroupMembership,
     Incident,
     PullRequest,
+    PullRequestFiles,
     SurveyResponse,
 )
 
 SOURCE = "synthetic"
 ORG = "acme"
 EPOCH = date(2024, 1, 1)  # day numbers (PR numbers) count from here
+MONOREPO = f"{ORG}/mono"
+MONOREPO_SERVICES = (2, 3, 4)  # service indexes: two in folders, the last at the root
+MONOREPO_MIN_SERVICES = 8
 
 _WORDS = (
     "payments", "checkout", "search", "catalog", "orders", "billing", "identity", "profile",
@@ -84,10 +93,12 @@ class Service:
     profile: Profile
     deploys: bool = True
     in_catalog: bool = True
+    monorepo_slot: int | None = None  # position in acme/mono; None: a repository of its own
+    monorepo_folder: str | None = None  # its folder there; None: the repository root
 
     @property
     def repository(self) -> str:
-        return f"{ORG}/{self.name}"
+        return MONOREPO if self.monorepo_slot is not None else f"{ORG}/{self.name}"
 
     @property
     def entity_ref(self) -> str:
@@ -165,6 +176,12 @@ def _services(seed: int, teams: int, count: int) -> tuple[Service, ...]:
         services[-1] = Service(last.index, last.name.replace("-", "-lib-", 1), last.team, last.profile, deploys=False)
         unknown = services[-2]
         services[-2] = Service(unknown.index, f"legacy-{unknown.name}", unknown.team, unknown.profile, in_catalog=False)
+    if count >= MONOREPO_MIN_SERVICES:
+        for slot, i in enumerate(MONOREPO_SERVICES):
+            svc = services[i]
+            folder = f"services/{svc.name}" if slot < len(MONOREPO_SERVICES) - 1 else None
+            services[i] = Service(svc.index, svc.name, svc.team, svc.profile,
+                                  monorepo_slot=slot, monorepo_folder=folder)
     return tuple(services)
 
 
@@ -224,6 +241,8 @@ def _generate_prs(org: Organisation, svc: Service, day: date) -> tuple[tuple[_PR
         first_commit = opened - coding
         reviewed = rng.random() > 0.08
         number = day_no * 64 + i + 1
+        if svc.monorepo_slot is not None:  # numbers are the repository's: one series per service
+            number = number * len(MONOREPO_SERVICES) + svc.monorepo_slot
         squash = rng.random() < 0.35
         head = _sha(org.seed, svc.name, number, "head")
         merge_sha = _sha(org.seed, svc.name, number, "merge")
@@ -247,6 +266,21 @@ def _generate_prs(org: Organisation, svc: Service, day: date) -> tuple[tuple[_PR
         )
         out.append((_PR(number, merged, merge_sha, head, squash), pr))
     return tuple(out)
+
+
+def _monorepo_files(org: Organisation, svc: Service, pr: PullRequest) -> PullRequestFiles:
+    """The files a monorepo PR changed: a foldered service's PRs change its folder (about
+    one in eight also a sibling's folder, a PR of both); the root service's only root files."""
+    rng = _rng(org.seed, "files", pr.number)
+    if svc.monorepo_folder is None:
+        paths = ["README.md", "tools/ci/pipeline.yaml", "docs/architecture.md"][: 1 + rng.randrange(3)]
+    else:
+        paths = [f"{svc.monorepo_folder}/src/module_{k}.py" for k in range(1 + rng.randrange(6))]
+        siblings = [s.monorepo_folder for s in org.service_list
+                    if s.monorepo_folder and s.monorepo_folder != svc.monorepo_folder]
+        if siblings and rng.random() < 0.125:
+            paths.append(f"{rng.choice(siblings)}/src/shared_types.py")
+    return PullRequestFiles(SOURCE, pr.repository, pr.number, tuple(paths), len(paths))
 
 
 def _merged_at(pr: _PR) -> datetime:
@@ -369,6 +403,10 @@ def catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
             "pagerduty.com/service-id": svc.pagerduty_id,
             "argocd/app-name": svc.name,
         }
+        if svc.monorepo_slot is not None:
+            annotations["backstage.io/source-location"] = (
+                f"url:https://github.com/{svc.repository}/tree/main/{svc.monorepo_folder or ''}"
+            )
         out.append(CatalogEntity(SOURCE, svc.entity_ref, "component", "default", svc.name,
                                  owner_ref=org.team_ref(svc.team), spec_type="library" if not svc.deploys else "service",
                                  lifecycle="production", annotations=annotations))
@@ -416,10 +454,14 @@ def events_of_day(org: Organisation, day: date, pseudonymise):
     for svc in org.service_list:
         for _, pr in _prs_of_day(org, svc, day):
             yield pr
+            if svc.monorepo_slot is not None:
+                yield _monorepo_files(org, svc, pr)
+        # A monorepo's services deploy as ArgoCD apps of their own (the repository names all three).
+        key_type, key = ("argocd_app", svc.name) if svc.monorepo_slot is not None else ("github_repo", svc.repository)
         for dep in _deploys_of_day(org, svc, day):
             yield Deployment(
-                source=SOURCE, external_id=dep.external_id, service_key_type="github_repo",
-                service_key=svc.repository, repository=svc.repository,
+                source=SOURCE, external_id=dep.external_id, service_key_type=key_type,
+                service_key=key, repository=svc.repository,
                 environment="production" if dep.production else "staging",
                 commit_sha=dep.sha, started_at=dep.finished_at - timedelta(minutes=6),
                 finished_at=dep.finished_at, failed=dep.failed,

@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import requests
 
 from ..config import Settings
@@ -43,6 +44,7 @@ from ..records import (
     Deployment,
     DirectChange,
     PullRequest,
+    PullRequestFiles,
     Quarantined,
     Record,
     utc_day_bounds,
@@ -57,7 +59,7 @@ SPLIT_TARGET = 800
 TERMINAL_STATES = {"success": False, "failure": True, "error": True}
 
 MERGED_PULL_REQUESTS_QUERY = """
-query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String) {
+query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String, $withFiles: Boolean = false) {
   search(query: $searchQuery, type: ISSUE, first: $pageSize, after: $after) {
     issueCount
     pageInfo { hasNextPage endCursor }
@@ -80,11 +82,33 @@ query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String)
           pageInfo { hasNextPage endCursor }
           nodes { author { login } submittedAt }
         }
+        files(first: 100) @include(if: $withFiles) { totalCount pageInfo { hasNextPage endCursor } nodes { path } }
       }
     }
   }
 }
 """
+
+# The changed files of a pull request, for repositories the catalog splits into folders
+# (monorepos): the first 100 come with the search page (``$withFiles``); the later pages
+# of up to FILES_BATCH pull requests come together, one aliased PR node each.
+FILE_PAGE_FIELDS = "totalCount pageInfo { hasNextPage endCursor } nodes { path }"
+FILES_BATCH = 10
+
+
+def pull_request_files_query(size: int) -> str:
+    """The follow-up document for ``size`` pull requests: ``pr<i>`` is the next files
+    page of node ``$id<i>`` after ``$after<i>``."""
+    variables = ", ".join(f"$id{i}: ID!, $after{i}: String" for i in range(size))
+    fields = "\n".join(
+        f"  pr{i}: node(id: $id{i}) {{ ... on PullRequest {{ "
+        f"files(first: 100, after: $after{i}) {{ {FILE_PAGE_FIELDS} }} }} }}"
+        for i in range(size)
+    )
+    return f"query PullRequestFiles({variables}) {{\n{fields}\n}}\n"
+
+
+PULL_REQUEST_FILES_QUERIES = tuple(pull_request_files_query(n) for n in range(1, FILES_BATCH + 1))
 
 PULL_REQUEST_REVIEWS_QUERY = """
 query PullRequestReviews($id: ID!, $after: String) {
@@ -178,6 +202,7 @@ GRAPHQL_DOCUMENTS = (
     OWNER_REPOSITORIES_QUERY,
     OWNER_HISTORY_QUERY,
     REPOSITORY_HISTORY_QUERY,
+    *PULL_REQUEST_FILES_QUERIES,
 )
 
 
@@ -371,7 +396,7 @@ class GitHubSource(Source):
     """Merged pull requests and deployments from GitHub.com or GitHub Enterprise Server."""
 
     name = "github"
-    writes = ("pull_requests", "deployments", "direct_changes")
+    writes = ("pull_requests", "deployments", "pull_request_files", "direct_changes")
     description = (
         "GitHub: pull requests merged, deployments finished and commits pushed straight to "
         "the default branch per UTC day"
@@ -473,6 +498,7 @@ class _Extraction:
         self._clients: list[HttpClient] = []
         self._lock = threading.Lock()
         self.graphql_hook = graphql_retry_hook(transient_wait=source.retry.backoff_base * 4)
+        self.file_repositories = folder_repositories(ctx.warehouse_url)
         self.app_tokens = self._app_tokens()
         if self.app_tokens is not None:
             self.log.info("github: authenticating as GitHub App %s", self.settings.github_app_id)
@@ -625,6 +651,7 @@ class _Extraction:
             if node and node.get("id"):
                 nodes[node["id"]] = node
         out = []
+        files: dict[tuple[str, int], ChangedFiles] = {}
         for node in nodes.values():
             key = (
                 str((node.get("repository") or {}).get("nameWithOwner", "")).lower(),
@@ -634,7 +661,13 @@ class _Extraction:
                 merged = _time(node.get("mergedAt"))
                 if merged is None or not self.day_start <= merged < self.day_end:
                     continue  # merged on another day: that partition's search finds it
-                out.append((key, pull_request_record(node, self.more_reviews(node))))
+                record = pull_request_record(node, self.more_reviews(node))
+                first_files = (
+                    ChangedFiles.first_page(node) if key[0] in self.file_repositories else None
+                )
+                out.append((key, record))
+                if first_files is not None:
+                    files[key] = first_files
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 out.append(
                     (
@@ -648,7 +681,8 @@ class _Extraction:
                         ),
                     )
                 )
-        return out
+        self.more_files(list(files.values()))
+        return out + [((*key, "files"), f.record()) for key, f in files.items()]
 
     def search_window(self, scope: str, first: datetime, last: datetime) -> list[dict]:
         query = merged_search_query(scope, first, last)
@@ -657,6 +691,7 @@ class _Extraction:
             "searchQuery": query,
             "pageSize": self.source.page_size,
             "after": None,
+            "withFiles": self.needs_files(scope),
         }
         search = self._search(variables, what)
         count = search.get("issueCount") or 0
@@ -724,6 +759,35 @@ class _Extraction:
         if not isinstance(owner, dict):
             raise SourceError(f"github: no organisation {login!r} is visible to the token")
         return owner.get("repositories") or {}
+
+    def needs_files(self, scope: str) -> bool:
+        """Whether a search scope (``org:acme``, ``repo:acme/mono``) holds a repository
+        whose PRs need their file lists: only those pay for the larger search pages."""
+        kind, _, name = scope.partition(":")
+        if kind == "repo":
+            return name in self.file_repositories
+        return any(r.split("/")[0] == name for r in self.file_repositories)
+
+    def more_files(self, lists: list[ChangedFiles]) -> None:
+        """Every later files page of the pull requests in ``lists`` that have one, up to
+        FILES_BATCH pull requests a request, until GitHub says there are no more."""
+        pending = [f for f in lists if f.after]
+        while pending:
+            batch, pending = pending[:FILES_BATCH], pending[FILES_BATCH:]
+            variables: dict[str, Any] = {}
+            for i, files in enumerate(batch):
+                variables[f"id{i}"], variables[f"after{i}"] = files.node_id, files.after
+            what = "files of " + ", ".join(f"{f.repository}#{f.number}" for f in batch)
+            data = self.graphql(PULL_REQUEST_FILES_QUERIES[len(batch) - 1], variables, what)
+            for i, files in enumerate(batch):
+                page = (data.get(f"pr{i}") or {}).get("files")
+                if not isinstance(page, dict):
+                    raise SourceError(
+                        f"github: GraphQL answer for {what} has no files for "
+                        f"{files.repository}#{files.number}"
+                    )
+                files.add_page(page)
+            pending += [f for f in batch if f.after]
 
     def org_repositories(self, org: str) -> list[str]:
         """The organisation's repositories that have a deployment created since the
@@ -865,6 +929,72 @@ class _Extraction:
         # missing time keeps the commit, so validation quarantines it with the reason.
         committed = _time(commit.get("committedDate"))
         return committed is None or self.day_start <= committed < self.day_end
+
+
+@dataclass
+class ChangedFiles:
+    """A pull request's changed paths as far as fetched; ``after``: the next page's cursor."""
+
+    node_id: str
+    repository: str
+    number: int
+    total: int | None
+    paths: list[str]
+    after: str | None = None
+
+    @classmethod
+    def first_page(cls, node: dict) -> ChangedFiles:
+        """The page a search node carries (``files`` asked with ``$withFiles``)."""
+        page = node.get("files")
+        if not isinstance(page, dict):
+            raise ValueError("no files on a search page that asked for them")
+        files = cls(
+            node["id"],
+            node["repository"]["nameWithOwner"].lower(),
+            node["number"],
+            page.get("totalCount"),
+            [],
+        )
+        files.add_page(page)
+        return files
+
+    def add_page(self, page: dict) -> None:
+        self.paths.extend(f["path"] for f in page.get("nodes") or [] if f)
+        info = page.get("pageInfo") or {}
+        self.after = info.get("endCursor") if info.get("hasNextPage") else None
+
+    def record(self) -> PullRequestFiles:
+        return PullRequestFiles(
+            source="github",
+            repository=self.repository,
+            number=self.number,
+            paths=tuple(self.paths),
+            changed_files=self.total,
+        )
+
+
+def folder_repositories(warehouse_url: str) -> frozenset[str]:
+    """Repositories (owner/name, lower-case) that a catalog component names with a folder
+    in ``backstage.io/source-location``: their PRs need file lists. Read from the raw
+    catalog with the models' own reading of the annotation; empty without a warehouse."""
+    if not warehouse_url:
+        return frozenset()
+    try:
+        with psycopg.connect(warehouse_url) as conn:
+            rows = conn.execute(
+                """
+                select distinct f.repository
+                from dora_raw.catalog_entities as c
+                cross join lateral dora_lib.source_location_folder(
+                    c.annotations ->> 'backstage.io/source-location') as f
+                where c.kind = 'component'
+                """
+            ).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
+        raise SourceError(
+            "github: the warehouse has no catalog tables yet; run `dora-pipeline migrate`"
+        ) from None
+    return frozenset(r for (r,) in rows)
 
 
 SOURCE = GitHubSource()

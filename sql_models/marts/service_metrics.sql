@@ -24,6 +24,11 @@ select
     m.time_to_restore_tier,                     -- tier of the median time to restore
     m.failed_attempts,                          -- failed production deploy attempts (not deployments)
     m.open_incidents,                           -- incidents opened in the window still unresolved
+    m.median_failed_deployment_recovery_minutes,  -- median finished -> latest resolution of the blamed incidents, of the window's recovered failed deployments
+    m.recovered_deployments,                    -- failed deployments whose blamed incidents are all resolved
+    m.failed_deployment_recovery_tier,          -- tier of the median failed deployment recovery time (time-to-restore bands)
+    m.rework_deployments,                       -- deployments that finished while an incident blamed on an earlier deploy of the component was open
+    m.rework_rate_pct,                          -- rework_deployments / deployments, percent; no tier
     m.direct_changes,                           -- of lead_time_changes: commits pushed to the default branch without a PR
     now() as computed_at                        -- when this row was built
 from dora_intermediate.int_subject_period_metrics as m

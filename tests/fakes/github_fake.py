@@ -55,6 +55,7 @@ class FakePR:
     base: str = "main"
     additions: int = 10
     deletions: int = 2
+    files: list[str] = field(default_factory=list)  # changed paths (GraphQL ``files``)
 
     @property
     def node_id(self) -> str:
@@ -276,6 +277,8 @@ class FakeGitHub:
             return _json({"data": self.default_branch_history(document, variables)})
         if "searchQuery" in variables:
             return _json({"data": {"search": self.search(document, variables)}})
+        if "query PullRequestFiles" in document:
+            return _json({"data": self.nodes_files(document, variables)})
         if "id" in variables:
             return _json({"data": {"node": self.node_reviews(variables)}})
         if "login" in variables:
@@ -304,13 +307,19 @@ class FakeGitHub:
         offset = _offset(variables.get("after"))
         page = reachable[offset : offset + size]
         review_count = int(re.search(r"reviews\(first: (\d+)", document).group(1))
+        nodes = [self.pr_node(pr, review_count) for pr in page]
+        # ``files(first: N) @include(if: $withFiles)``: as GitHub, only when asked for
+        files = re.search(r"files\(first: (\d+)\) @include\(if: \$withFiles\)", document)
+        if files and variables.get("withFiles"):
+            for node, pr in zip(nodes, page, strict=True):
+                node["files"] = _files_page(pr.files, 0, int(files.group(1)))
         return {
             "issueCount": len(matches),
             "pageInfo": {
                 "hasNextPage": offset + size < len(reachable),
                 "endCursor": _cursor(offset + size),
             },
-            "nodes": [self.pr_node(pr, review_count) for pr in page],
+            "nodes": nodes,
         }
 
     def pr_node(self, pr: FakePR, review_count: int) -> dict:
@@ -338,6 +347,22 @@ class FakeGitHub:
         if pr is None:
             return None
         return {"reviews": _review_page(pr.reviews, _offset(variables.get("after")), 100)}
+
+    def nodes_files(self, document: str, variables: dict) -> dict:
+        """``alias: node(id: $idN) { ... on PullRequest { files(first: 100, after: $afterN) } }``
+        for every alias of the document, as GitHub answers aliased fields."""
+        out: dict[str, dict | None] = {}
+        for alias, id_var, after_var in re.findall(
+            r"(\w+): node\(id: \$(\w+)\) \{ \.\.\. on PullRequest \{ files\(first: 100, after: \$(\w+)\)",
+            document,
+        ):
+            pr = next((p for p in self.prs if p.node_id == variables[id_var]), None)
+            out[alias] = (
+                None
+                if pr is None
+                else {"files": _files_page(pr.files, _offset(variables.get(after_var)), 100)}
+            )
+        return out
 
     def owner_repositories(self, variables: dict) -> dict | None:
         repos = self.orgs.get(variables["login"].lower())
@@ -663,6 +688,18 @@ def _review_page(reviews: list[FakeReview], offset: int, size: int) -> dict:
             }
             for r in page
         ],
+    }
+
+
+def _files_page(paths: list[str], offset: int, size: int) -> dict:
+    page = paths[offset : offset + size]
+    return {
+        "totalCount": len(paths),
+        "pageInfo": {
+            "hasNextPage": offset + size < len(paths),
+            "endCursor": _cursor(offset + size),
+        },
+        "nodes": [{"path": path} for path in page],
     }
 
 
