@@ -416,6 +416,8 @@ _MEASURES = (
     ("median_lead_time_hours", "lead_time_hours"),
     ("change_failure_rate_pct", "change_failure_rate_pct"),
     ("median_time_to_restore_minutes", "time_to_restore_minutes"),
+    ("median_failed_deployment_recovery_minutes", "failed_deployment_recovery_minutes"),
+    ("rework_rate_pct", "rework_rate_pct"),
 )
 
 
@@ -489,7 +491,8 @@ def _team_preview(conn) -> str:
         """
         select group_ref, deployments, deploys_per_day, deployment_frequency_tier,
                median_lead_time_hours, lead_time_tier, change_failure_rate_pct,
-               change_failure_tier, median_time_to_restore_minutes, time_to_restore_tier
+               change_failure_tier, median_time_to_restore_minutes, time_to_restore_tier,
+               median_failed_deployment_recovery_minutes, failed_deployment_recovery_tier, rework_rate_pct
         from dora_metrics.team_metrics where window_days = 30 order by group_ref limit 50
         """
     ).fetchall()
@@ -500,8 +503,12 @@ def _team_preview(conn) -> str:
         return None if value is None else f"{value} ({tier})" if tier else f"{value}"
 
     return markdown_table(
-        ("group", "deploys (30d)", "deploys/day", "lead time h", "CFR %", "restore min"),
-        [(r[0], r[1], cell(r[2], r[3]), cell(r[4], r[5]), cell(r[6], r[7]), cell(r[8], r[9])) for r in rows],
+        ("group", "deploys (30d)", "deploys/day", "lead time h", "CFR %", "restore min", "recovery min", "rework %"),
+        [
+            (r[0], r[1], cell(r[2], r[3]), cell(r[4], r[5]), cell(r[6], r[7]), cell(r[8], r[9]),
+             cell(r[10], r[11]), cell(r[12], None))
+            for r in rows
+        ],
     )
 
 

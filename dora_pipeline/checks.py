@@ -269,7 +269,8 @@ def lead_time_coverage(
     conn: psycopg.Connection, min_pct: float = LEAD_TIME_COVERAGE_MIN_PCT
 ) -> AssetCheckResult:
     """WARN when fewer than ``min_pct`` % of the 30-day window's production deployments
-    shipped a PR: lead time is then measured on a small, possibly biased share."""
+    shipped a change (a PR, or a commit pushed without one): lead time is then measured
+    on a small, possibly biased share."""
     window = _published_window(conn, COVERAGE_WINDOW_DAYS)
     metadata: dict = {"min_coverage_pct": min_pct, "hint": MetadataValue.md(SQUASH_MERGE_HINT)}
     if window is None:
@@ -280,7 +281,7 @@ def lead_time_coverage(
     start, end = window
     linked, total, without_sha = conn.execute(
         """
-        select count(*) filter (where o.shipped_prs > 0), count(*), count(*) filter (where p.commit_sha is null)
+        select count(*) filter (where o.shipped_changes > 0), count(*), count(*) filter (where p.commit_sha is null)
         from dora_intermediate.int_deployment_outcomes as o
         join dora_intermediate.int_production_deployments as p
           on p.deployment_id = o.deployment_id and p.entity_ref = o.entity_ref
@@ -306,9 +307,9 @@ def lead_time_coverage(
     worst = conn.execute(
         """
         select o.entity_ref, count(*) as deployments,
-               count(*) filter (where o.shipped_prs > 0) as shipping_a_pr,
+               count(*) filter (where o.shipped_changes > 0) as shipping_a_pr,
                count(*) filter (where p.commit_sha is null) as without_sha,
-               round(100.0 * count(*) filter (where o.shipped_prs > 0) / count(*), 1) as coverage_pct
+               round(100.0 * count(*) filter (where o.shipped_changes > 0) / count(*), 1) as coverage_pct
         from dora_intermediate.int_deployment_outcomes as o
         join dora_intermediate.int_production_deployments as p
           on p.deployment_id = o.deployment_id and p.entity_ref = o.entity_ref

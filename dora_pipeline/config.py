@@ -144,6 +144,48 @@ def _database_url(value: str) -> str:
     return value
 
 
+def _github_app_key(value: str) -> str:
+    """GITHUB_APP_PRIVATE_KEY: the PEM itself, or the path of a file holding it. Secret
+    stores often hand PEMs over with literal ``\\n``; those become newlines. Errors never
+    quote the value: it may be (part of) the key."""
+    if "-----BEGIN" in value:
+        return value.replace("\\n", "\n").strip() + "\n"
+    try:
+        text = Path(value).expanduser().read_text()
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ConfigError(
+            "GITHUB_APP_PRIVATE_KEY is neither a PEM private key (-----BEGIN ...) "
+            "nor a readable file"
+        ) from None
+    if "-----BEGIN" not in text:
+        raise ConfigError("GITHUB_APP_PRIVATE_KEY names a file that holds no PEM private key")
+    return text
+
+
+def _github_app(s) -> dict:
+    """The GITHUB_APP_* settings; app id and key go together, ids are numbers."""
+    app_id, key = s("GITHUB_APP_ID"), s("GITHUB_APP_PRIVATE_KEY")
+    installation = s("GITHUB_APP_INSTALLATION_ID")
+    for name, value in (("GITHUB_APP_ID", app_id), ("GITHUB_APP_INSTALLATION_ID", installation)):
+        if value and not value.isdigit():
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+    if bool(app_id) != bool(key):
+        missing = "GITHUB_APP_PRIVATE_KEY" if app_id else "GITHUB_APP_ID"
+        raise ConfigError(
+            "GitHub App authentication needs GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY; "
+            f"{missing} is not set"
+        )
+    if installation and not app_id:
+        raise ConfigError(
+            "GITHUB_APP_INSTALLATION_ID is set without GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY"
+        )
+    return {
+        "github_app_id": app_id,
+        "github_app_private_key": Secret(_github_app_key(key) if key else ""),
+        "github_app_installation_id": installation,
+    }
+
+
 DEFAULT_PRODUCTION_ENVIRONMENTS = r"(?i)^(prod|production)$"
 
 
@@ -184,6 +226,12 @@ class Settings:
     github_orgs: tuple[str, ...] = ()
     github_repos: tuple[str, ...] = ()
     github_api_url: str = "https://api.github.com"
+    # GitHub App authentication (instead of GITHUB_TOKEN): the app's id, its PEM private
+    # key (read from the file when GITHUB_APP_PRIVATE_KEY names one), and the
+    # installation id, found per organisation or repository when empty.
+    github_app_id: str = ""
+    github_app_private_key: Secret = field(default_factory=lambda: Secret(""))
+    github_app_installation_id: str = ""
 
     argocd_kubeconfig: str = ""
     argocd_namespaces: tuple[str, ...] = ()
@@ -225,12 +273,22 @@ class Settings:
         return re.compile(self.production_environments)
 
     def secrets(self) -> list[str]:
-        """Every configured secret value, for redaction and for tests that hunt leaks."""
-        return [
+        """Every configured secret value, for redaction and for tests that hunt leaks.
+        A multi-line secret (the GitHub App's PEM key) also gives each of its lines, so
+        a fragment of it is masked too."""
+        values = [
             getattr(self, f.name).get()
             for f in fields(self)
             if isinstance(getattr(self, f.name), Secret) and getattr(self, f.name)
         ]
+        lines = [
+            line.strip()
+            for value in values
+            if "\n" in value
+            for line in value.splitlines()
+            if len(line.strip()) >= 16 and not line.startswith("-----")
+        ]
+        return values + lines
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -286,6 +344,7 @@ class Settings:
             github_orgs=_split(s("GITHUB_ORGS")),
             github_repos=_split(s("GITHUB_REPOS")),
             github_api_url=s("GITHUB_API_URL", "https://api.github.com").rstrip("/"),
+            **_github_app(s),
             argocd_kubeconfig=s("ARGOCD_KUBECONFIG"),
             argocd_namespaces=_split(s("ARGOCD_NAMESPACES")),
             argocd_environment_from=_argocd_environment_from(s("ARGOCD_ENVIRONMENT_FROM", "namespace")),

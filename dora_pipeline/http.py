@@ -67,6 +67,15 @@ def _retry_after_seconds(response: requests.Response, now: float) -> float | Non
     return None
 
 
+class HttpStatusError(SourceError):
+    """An HTTP error answer (4xx) that is not retried; ``status`` lets a caller tell
+    one refusal from another (GitHub App auth: 401 wrong key, 404 not installed)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class HttpClient:
     """A base URL, default headers, and the retry policy."""
 
@@ -138,7 +147,7 @@ class HttpClient:
                     wait = self._backoff(attempt)
                 elif status >= 400:
                     snippet = _snippet(response, _credentials(self.session.headers))
-                    raise SourceError(f"{where} failed with HTTP {status}: {snippet}")
+                    raise HttpStatusError(f"{where} failed with HTTP {status}: {snippet}", status)
                 elif retry_hook is not None and (hook_wait := retry_hook(response)) is not None:
                     last = "rate limited (vendor error body)"
                     wait = hook_wait

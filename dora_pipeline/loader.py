@@ -25,10 +25,12 @@ from psycopg import sql
 from .records import (
     CatalogEntity,
     Deployment,
+    DirectChange,
     GroupMembership,
     Incident,
     InvalidRecord,
     PullRequest,
+    PullRequestFiles,
     Quarantined,
     Record,
     SurveyResponse,
@@ -106,6 +108,16 @@ TABLES: dict[str, TableSpec] = {
     "group_memberships": TableSpec(
         "group_memberships", ("group_ref", "user_ref", "source"), ("group_ref", "user_ref")
     ),
+    "pull_request_files": TableSpec(
+        "pull_request_files",
+        ("repository", "number", "source", "paths", "changed_files", "partition_date"),
+        ("repository", "number"),
+    ),
+    "direct_changes": TableSpec(
+        "direct_changes",
+        ("repository", "sha", "source", "authored_at", "committed_at", "partition_date"),
+        ("repository", "sha"),
+    ),
 }
 
 
@@ -153,6 +165,16 @@ def _row(record: Record, partition_date: date) -> tuple[str, tuple]:
         )
     if isinstance(record, GroupMembership):
         return "group_memberships", (record.group_ref, record.user_ref, record.source)
+    if isinstance(record, PullRequestFiles):
+        return "pull_request_files", (
+            record.repository.lower(), record.number, record.source, list(record.paths),
+            record.changed_files, partition_date,
+        )
+    if isinstance(record, DirectChange):
+        return "direct_changes", (
+            record.repository.lower(), record.sha, record.source, record.authored_at,
+            record.committed_at, partition_date,
+        )
     raise TypeError(f"not a record: {type(record).__name__}")
 
 

@@ -82,6 +82,20 @@ def check_identifier(name: str, value: str | None, required: bool = False) -> No
     )
 
 
+def _check_repository(repository: str) -> None:
+    _check_text("repository", repository, required=True, max_len=300)
+    if "/" not in repository:
+        raise InvalidRecord("repository", f"is not owner/name: {repository!r}")
+
+
+def _check_pull_request_key(repository: str, number: int) -> None:
+    _check_repository(repository)
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise InvalidRecord("number", f"is not an integer: {number!r}")
+    if not 0 < number <= MAX_PR_NUMBER:
+        raise InvalidRecord("number", f"is out of range: {number}")
+
+
 def check_entity_ref(name: str, value: str | None, required: bool = False) -> None:
     _check_text(name, value, required)
     if value and not ENTITY_REF_RE.match(value):
@@ -161,13 +175,7 @@ class PullRequest:
     table = "pull_requests"
 
     def validate(self, now: datetime) -> None:
-        _check_text("repository", self.repository, required=True, max_len=300)
-        if "/" not in self.repository:
-            raise InvalidRecord("repository", f"is not owner/name: {self.repository!r}")
-        if not isinstance(self.number, int) or isinstance(self.number, bool):
-            raise InvalidRecord("number", f"is not an integer: {self.number!r}")
-        if not 0 < self.number <= MAX_PR_NUMBER:
-            raise InvalidRecord("number", f"is out of range: {self.number}")
+        _check_pull_request_key(self.repository, self.number)
         _check_time("opened_at", self.opened_at, True, now)
         _check_time("merged_at", self.merged_at, False, now)
         _check_time("first_commit_at", self.first_commit_at, False, now)
@@ -184,6 +192,33 @@ class PullRequest:
 
     def key(self) -> str:
         return f"{self.repository}#{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestFiles:
+    """The files a pull request changed (repository-relative paths), for repositories
+    the catalog splits into folders (monorepos). ``changed_files`` is the vendor's count:
+    the list is complete when it holds that many paths."""
+
+    source: str
+    repository: str  # owner/name
+    number: int
+    paths: tuple[str, ...]
+    changed_files: int | None = None
+
+    table = "pull_request_files"
+
+    def validate(self, now: datetime) -> None:
+        _check_pull_request_key(self.repository, self.number)
+        for path in self.paths:
+            _check_text("paths", path, required=True, max_len=4096)
+        if self.changed_files is not None and (
+            not isinstance(self.changed_files, int) or self.changed_files < 0
+        ):
+            raise InvalidRecord("changed_files", f"is not a non-negative integer: {self.changed_files!r}")
+
+    def key(self) -> str:
+        return f"{self.repository}#{self.number}:files"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +325,34 @@ class GroupMembership:
         return f"{self.group_ref}<-{self.user_ref}"
 
 
-Record = Deployment | PullRequest | Incident | SurveyResponse | CatalogEntity | GroupMembership
+@dataclass(frozen=True, slots=True)
+class DirectChange:
+    """A commit on a repository's default branch that no merged pull request contains:
+    a change pushed straight to the trunk (DESIGN §7, "Changes without a pull request")."""
+
+    source: str
+    repository: str  # owner/name
+    sha: str
+    authored_at: datetime
+    committed_at: datetime
+
+    table = "direct_changes"
+
+    def validate(self, now: datetime) -> None:
+        _check_repository(self.repository)
+        _check_text("sha", self.sha, required=True)
+        _check_sha("sha", self.sha)
+        _check_time("authored_at", self.authored_at, True, now)
+        _check_time("committed_at", self.committed_at, True, now)
+
+    def key(self) -> str:
+        return f"{self.repository}@{self.sha}"
+
+
+Record = (
+    Deployment | PullRequest | Incident | SurveyResponse | CatalogEntity | GroupMembership
+    | PullRequestFiles | DirectChange
+)
 
 
 @dataclass(frozen=True, slots=True)

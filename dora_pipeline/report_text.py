@@ -19,6 +19,8 @@ _COLUMNS = (
     ("lead time h", "median_lead_time_hours", "lead_time_tier"),
     ("CFR %", "change_failure_rate_pct", "change_failure_tier"),
     ("restore min", "median_time_to_restore_minutes", "time_to_restore_tier"),
+    ("recovery min", "median_failed_deployment_recovery_minutes", "failed_deployment_recovery_tier"),
+    ("rework %", "rework_rate_pct", None),  # DORA publishes no rework tiers
 )
 
 
@@ -45,7 +47,7 @@ def _table(title: str, header: list[str], rows: list[list]) -> str:
 
 
 def print_tables(conn: psycopg.Connection, window_days: int = 30, out=print) -> None:
-    select = ", ".join(f"{v}, {t}" for _, v, t in _COLUMNS)
+    select = ", ".join(f"{v}, {t or 'null'}" for _, v, t in _COLUMNS)
     teams = conn.execute(
         f"select group_ref, deployments, {select} from dora_metrics.team_metrics "
         "where window_days = %s order by group_ref",

@@ -12,8 +12,16 @@ What it holds, on purpose:
   carries the head SHA), some merged and shipped by a later deploy, some never deployed;
 - staging and production deploys, failed attempts, redeploys that ship no PR;
 - incidents caused by a change, explicitly not caused by one, unknown, some affecting
-  two services, some still open;
-- monthly pulse surveys with one team below k members and a few invalid scores.
+  two services, some still open (deploys while one is open are rework; failed deploys
+  whose incidents are all resolved give the failed-deployment recovery time);
+- a monorepo (``acme/mono``, from 8 services on): two services in folders of it
+  (``backstage.io/source-location`` ending in ``services/<name>/``) and one at its root,
+  deployed as ArgoCD apps, with PR file lists: most PRs change one folder, some two,
+  the root service's only root files;
+- monthly pulse surveys with one team below k members and a few invalid scores;
+- a trunk-based team (one more team than DORA_SYNTHETIC_TEAMS asks for) whose two
+  services never open a PR: every change is a commit pushed to the default branch and
+  shipped by continuous deployment, by its own SHA or by the next deploy.
 """
 
 from __future__ import annotations
@@ -29,15 +37,20 @@ from functools import lru_cache
 from .records import (
     CatalogEntity,
     Deployment,
+    DirectChange,
     GroupMembership,
     Incident,
     PullRequest,
+    PullRequestFiles,
     SurveyResponse,
 )
 
 SOURCE = "synthetic"
 ORG = "acme"
 EPOCH = date(2024, 1, 1)  # day numbers (PR numbers) count from here
+MONOREPO = f"{ORG}/mono"
+MONOREPO_SERVICES = (2, 3, 4)  # service indexes: two in folders, the last at the root
+MONOREPO_MIN_SERVICES = 8
 
 _WORDS = (
     "payments", "checkout", "search", "catalog", "orders", "billing", "identity", "profile",
@@ -80,10 +93,12 @@ class Service:
     profile: Profile
     deploys: bool = True
     in_catalog: bool = True
+    monorepo_slot: int | None = None  # position in acme/mono; None: a repository of its own
+    monorepo_folder: str | None = None  # its folder there; None: the repository root
 
     @property
     def repository(self) -> str:
-        return f"{ORG}/{self.name}"
+        return MONOREPO if self.monorepo_slot is not None else f"{ORG}/{self.name}"
 
     @property
     def entity_ref(self) -> str:
@@ -161,6 +176,12 @@ def _services(seed: int, teams: int, count: int) -> tuple[Service, ...]:
         services[-1] = Service(last.index, last.name.replace("-", "-lib-", 1), last.team, last.profile, deploys=False)
         unknown = services[-2]
         services[-2] = Service(unknown.index, f"legacy-{unknown.name}", unknown.team, unknown.profile, in_catalog=False)
+    if count >= MONOREPO_MIN_SERVICES:
+        for slot, i in enumerate(MONOREPO_SERVICES):
+            svc = services[i]
+            folder = f"services/{svc.name}" if slot < len(MONOREPO_SERVICES) - 1 else None
+            services[i] = Service(svc.index, svc.name, svc.team, svc.profile,
+                                  monorepo_slot=slot, monorepo_folder=folder)
     return tuple(services)
 
 
@@ -220,6 +241,8 @@ def _generate_prs(org: Organisation, svc: Service, day: date) -> tuple[tuple[_PR
         first_commit = opened - coding
         reviewed = rng.random() > 0.08
         number = day_no * 64 + i + 1
+        if svc.monorepo_slot is not None:  # numbers are the repository's: one series per service
+            number = number * len(MONOREPO_SERVICES) + svc.monorepo_slot
         squash = rng.random() < 0.35
         head = _sha(org.seed, svc.name, number, "head")
         merge_sha = _sha(org.seed, svc.name, number, "merge")
@@ -243,6 +266,21 @@ def _generate_prs(org: Organisation, svc: Service, day: date) -> tuple[tuple[_PR
         )
         out.append((_PR(number, merged, merge_sha, head, squash), pr))
     return tuple(out)
+
+
+def _monorepo_files(org: Organisation, svc: Service, pr: PullRequest) -> PullRequestFiles:
+    """The files a monorepo PR changed: a foldered service's PRs change its folder (about
+    one in eight also a sibling's folder, a PR of both); the root service's only root files."""
+    rng = _rng(org.seed, "files", pr.number)
+    if svc.monorepo_folder is None:
+        paths = ["README.md", "tools/ci/pipeline.yaml", "docs/architecture.md"][: 1 + rng.randrange(3)]
+    else:
+        paths = [f"{svc.monorepo_folder}/src/module_{k}.py" for k in range(1 + rng.randrange(6))]
+        siblings = [s.monorepo_folder for s in org.service_list
+                    if s.monorepo_folder and s.monorepo_folder != svc.monorepo_folder]
+        if siblings and rng.random() < 0.125:
+            paths.append(f"{rng.choice(siblings)}/src/shared_types.py")
+    return PullRequestFiles(SOURCE, pr.repository, pr.number, tuple(paths), len(paths))
 
 
 def _merged_at(pr: _PR) -> datetime:
@@ -356,6 +394,7 @@ def catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
             user = org.user_ref(team, member)
             out.append(CatalogEntity(SOURCE, user, "user", "default", user.split("/")[1]))
             out.append(GroupMembership(SOURCE, org.team_ref(team), user))
+    out += trunk_catalog(org)
     for svc in org.service_list:
         if not svc.in_catalog:
             continue
@@ -364,6 +403,10 @@ def catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
             "pagerduty.com/service-id": svc.pagerduty_id,
             "argocd/app-name": svc.name,
         }
+        if svc.monorepo_slot is not None:
+            annotations["backstage.io/source-location"] = (
+                f"url:https://github.com/{svc.repository}/tree/main/{svc.monorepo_folder or ''}"
+            )
         out.append(CatalogEntity(SOURCE, svc.entity_ref, "component", "default", svc.name,
                                  owner_ref=org.team_ref(svc.team), spec_type="library" if not svc.deploys else "service",
                                  lifecycle="production", annotations=annotations))
@@ -411,13 +454,100 @@ def events_of_day(org: Organisation, day: date, pseudonymise):
     for svc in org.service_list:
         for _, pr in _prs_of_day(org, svc, day):
             yield pr
+            if svc.monorepo_slot is not None:
+                yield _monorepo_files(org, svc, pr)
+        # A monorepo's services deploy as ArgoCD apps of their own (the repository names all three).
+        key_type, key = ("argocd_app", svc.name) if svc.monorepo_slot is not None else ("github_repo", svc.repository)
         for dep in _deploys_of_day(org, svc, day):
             yield Deployment(
-                source=SOURCE, external_id=dep.external_id, service_key_type="github_repo",
-                service_key=svc.repository, repository=svc.repository,
+                source=SOURCE, external_id=dep.external_id, service_key_type=key_type,
+                service_key=key, repository=svc.repository,
                 environment="production" if dep.production else "staging",
                 commit_sha=dep.sha, started_at=dep.finished_at - timedelta(minutes=6),
                 finished_at=dep.finished_at, failed=dep.failed,
             )
         yield from _incidents_of_day(org, svc, day)
+    yield from trunk_events_of_day(org, day)
     yield from survey_responses(org, day, pseudonymise)
+
+
+# -- the trunk-based team ---------------------------------------------------------------
+
+TRUNK_SERVICE_NAMES = ("feature-flags", "edge-router")
+TRUNK_PROFILE = Profile(3.0, 3, 0.04, 45)
+TRUNK_COMMITS_PER_DAY = 7.0
+
+
+def trunk_team(org: Organisation) -> int:
+    """The trunk-based team's number: the one after the teams the organisation asks for."""
+    return org.teams
+
+
+def trunk_services(org: Organisation) -> tuple[Service, ...]:
+    team = trunk_team(org)
+    return tuple(
+        Service(org.services + i, name, team, TRUNK_PROFILE)
+        for i, name in enumerate(TRUNK_SERVICE_NAMES)
+    )
+
+
+def trunk_catalog(org: Organisation) -> list[CatalogEntity | GroupMembership]:
+    """The trunk-based team, its members and its services."""
+    team = trunk_team(org)
+    out: list[CatalogEntity | GroupMembership] = [
+        CatalogEntity(SOURCE, org.team_ref(team), "group", "default", org.team_name(team),
+                      f"Team {org.team_name(team).title()}",
+                      parent_ref=org.department_ref(org.department_of(team)), spec_type="team")
+    ]
+    for member in range(org.members(team)):
+        user = org.user_ref(team, member)
+        out.append(CatalogEntity(SOURCE, user, "user", "default", user.split("/")[1]))
+        out.append(GroupMembership(SOURCE, org.team_ref(team), user))
+    for svc in trunk_services(org):
+        annotations = {"github.com/project-slug": svc.repository, "pagerduty.com/service-id": svc.pagerduty_id}
+        out.append(CatalogEntity(SOURCE, svc.entity_ref, "component", "default", svc.name,
+                                 owner_ref=org.team_ref(team), spec_type="service",
+                                 lifecycle="production", annotations=annotations))
+    return out
+
+
+def _trunk_day(org: Organisation, svc: Service, day: date) -> tuple[list[DirectChange], list[Deployment]]:
+    """A day of a trunk-based service: small commits pushed to main through working
+    hours, each authored an hour or two before it is pushed, and deploys that ship the
+    latest commit pushed at least ten minutes earlier (its SHA); the commits before it
+    in the same deploy are shipped by that deploy as the next one at or after them."""
+    rng = _rng(org.seed, "trunk", svc.index, day)
+    commits = []
+    for i, at in enumerate(sorted(rng.uniform(8 * 3600, 19 * 3600) for _ in range(_poisson(rng, TRUNK_COMMITS_PER_DAY)))):
+        committed = _at(day, at)
+        authored = committed - timedelta(hours=rng.lognormvariate(math.log(TRUNK_PROFILE.lead_hours / 2), 0.7))
+        commits.append(DirectChange(SOURCE, svc.repository, _sha(org.seed, svc.name, day, i, "push"), authored, committed))
+    deploys = []
+    weekend = day.weekday() >= 5
+    times = sorted(rng.uniform(9 * 3600, 21 * 3600) for _ in range(_poisson(rng, TRUNK_PROFILE.deploys_per_day * (0.3 if weekend else 1.0))))
+    for i, at in enumerate(times):
+        finished = _at(day, at)
+        pushed = [c for c in commits if c.committed_at <= finished - timedelta(minutes=10)]
+        sha = pushed[-1].sha if pushed else _sha(org.seed, svc.name, day, i, "redeploy")
+        deploys.append(Deployment(
+            source=SOURCE, external_id=f"{svc.name}-{day.isoformat()}-{i}", service_key_type="github_repo",
+            service_key=svc.repository, repository=svc.repository, environment="production",
+            commit_sha=sha, started_at=finished - timedelta(minutes=4), finished_at=finished,
+        ))
+    return commits, deploys
+
+
+def trunk_events_of_day(org: Organisation, day: date) -> list[DirectChange | Deployment | Incident]:
+    """The trunk-based team's records of one UTC day: direct changes, production
+    deploys, and the incidents deploys of the day and the day before caused."""
+    out: list[DirectChange | Deployment | Incident] = []
+    for svc in trunk_services(org):
+        commits, deploys = _trunk_day(org, svc, day)
+        out += commits + deploys
+        for previous in (day - timedelta(days=1), day):
+            for dep in _trunk_day(org, svc, previous)[1]:
+                rng = _rng(org.seed, "incident", dep.external_id)
+                opened = dep.finished_at + timedelta(minutes=rng.uniform(5, 12 * 60))
+                if rng.random() < svc.profile.failure_prob and opened.date() == day:
+                    out.append(_incident(org, svc, rng, f"inc-{dep.external_id}", opened, caused=True, services=(svc,)))
+    return out

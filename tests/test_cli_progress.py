@@ -65,7 +65,8 @@ def test_run_not_on_a_terminal_logs_plain_progress_lines_and_a_summary(synthetic
     assert "models done: " in err
     assert "done: as of 2025-03-10T00:00:00+00:00 in " in err  # the summary
     assert "rows per source: synthetic " in err
-    assert "published: dora_metrics.benchmarks (16)" in err and "dora_metrics.team_metrics_weekly (" in err
+    # four tiers of five tiered measures (failed deployment recovery time is the fifth)
+    assert "published: dora_metrics.benchmarks (20)" in err and "dora_metrics.team_metrics_weekly (" in err
     assert "next: dora-pipeline report --out report.html" in err
 
 

@@ -45,4 +45,5 @@ def test_materialize_synthetic_partition_then_models_and_publish(settings, monke
     import psycopg
 
     with psycopg.connect(settings.database_url.get()) as conn:
-        assert conn.execute("select count(distinct group_ref) from dora_metrics.team_metrics").fetchone()[0] == 4
+        # two teams, the synthetic trunk-based team, a department, engineering
+        assert conn.execute("select count(distinct group_ref) from dora_metrics.team_metrics").fetchone()[0] == 5

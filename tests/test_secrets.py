@@ -235,3 +235,73 @@ def test_the_reader_password_never_reaches_the_server_in_plaintext(warehouse, se
     if not os.environ.get("DORA_DATABASE_URL"):  # the embedded test server: its log saw only the verifier
         logged = _server_log(settings.database_url.get())[len(log):]
         assert "alter role" in logged.lower() and password not in logged
+
+
+def _app_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+# The base64 of a JWT's RS256 header: an app JWT in a text, whatever its claims.
+JWT_HEADER = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"
+
+
+@pytest.mark.parametrize("given_as", ["pem", "file", "broken pem"])
+def test_the_github_app_key_never_leaks(env, settings, capsys, monkeypatch, tmp_path, given_as):
+    """GitHub App authentication: the PEM key (every line of it) and the app's JWT never
+    reach logs, output, exceptions, Dagster's events or the database, whether the key is
+    given inline, as a file, or is no key at all (the error path that reads it)."""
+    values, collect = env
+    pem = _app_key_pem()
+    if given_as == "broken pem":
+        pem = "-----BEGIN PRIVATE KEY-----\nSENTINEL-app-key-body-0123456789\n-----END PRIVATE KEY-----\n"
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    hunted = re.compile("|".join(re.escape(s) for s in [*lines, JWT_HEADER]) + "|SENTINEL-")
+    key_value = pem
+    if given_as == "file":
+        key_value = str(tmp_path / "app.pem")
+        Path(key_value).write_text(pem)
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.setenv("GITHUB_APP_ID", "4242")
+    monkeypatch.setenv("GITHUB_APP_PRIVATE_KEY", key_value)
+
+    outputs: list[str] = []
+    with faults.inject("secrets: the GitHub App's error paths through the CLI"):
+        assert main(["run", "--start", "2025-03-03", "--end", "2025-03-03", "--source", "github", "-v"]) == 4
+        captured = capsys.readouterr()
+        outputs += [captured.out, captured.err]
+    expected = "not a readable PEM" if given_as == "broken pem" else "GitHub App 4242 was refused (HTTP 401)"
+    assert expected in captured.err
+
+    current = Settings.from_env()
+    exceptions = [repr(current), str(current)]
+    with pytest.raises(SourceError) as raised:
+        extract_partition(Warehouse(current), get_source("github"), DAY)
+    exceptions += [str(raised.value), repr(raised.value), "".join(traceback.format_exception(raised.value))]
+
+    instance = dagster.DagsterInstance.ephemeral()
+    asset = [a for a in build_assets(current) if AssetKey(["dora_raw", "github"]) in a.keys]
+    result = materialize(asset, partition_key="2025-03-03", resources={"warehouse": WarehouseResource()},
+                         instance=instance, raise_on_error=False)
+    assert not result.success
+    dagster_texts = [serialize_value(entry) for run in instance.get_runs() for entry in instance.all_logs(run.run_id)]
+
+    def leaks(texts) -> list[str]:
+        return [text[max(0, m.start() - 80):m.end() + 40] for text in texts for m in hunted.finditer(str(text))]
+
+    found = {
+        "stdout/stderr": leaks(outputs),
+        "log records before redaction": leaks(collect.lines),
+        "exceptions": leaks(exceptions),
+        "dagster events": leaks(dagster_texts),
+        "database": _database_leaks(settings.database_url.get()),
+    }
+    assert collect.lines and dagster_texts
+    assert {where: hit for where, hit in found.items() if hit} == {}

@@ -13,6 +13,7 @@ from dora_pipeline.records import Deployment, PullRequest
 from dora_pipeline.sources import ExtractContext, SourceError, get_source
 from dora_pipeline.sources.github import (
     GRAPHQL_DOCUMENTS,
+    PULL_REQUEST_FILES_QUERIES,
     GitHubSource,
     github_endpoints,
     merged_search_query,
@@ -406,8 +407,10 @@ def test_search_requests_stay_at_one_per_hundred_prs(settings, httpserver, fake,
     warehouse = _warehouse(settings, httpserver, GITHUB_ORGS="acme")
     result = extract_partition(warehouse, make_source(), DAY)
     assert result.rows["pull_requests"] == 950
-    searches = len(fake.search_queries)  # plus one request listing the organisation's repositories
-    assert searches == math.ceil(950 / 100) and fake.graphql_requests == searches + 1
+    # plus one request listing the organisation's repositories, one reading their
+    # default branches' commits of the day (direct changes)
+    searches = len(fake.search_queries)
+    assert searches == math.ceil(950 / 100) and fake.graphql_requests == searches + 2
     assert searches / 950 * 100 <= 1.1
 
 
@@ -610,10 +613,15 @@ def test_every_graphql_document_sent_is_valid_against_githubs_schema(
 
     _organisation(fake)
     ctx = ExtractContext(
-        settings=settings_with(settings, **_env(httpserver, GITHUB_ORGS="acme")), warehouse_url=""
+        settings=settings_with(
+            settings, **_env(httpserver, GITHUB_ORGS="acme", GITHUB_REPOS="other/tool")
+        ),
+        warehouse_url="",
     )
     make_source().extract(DAY, ctx)
     sent = set(fake.graphql_documents)
-    assert sent == set(GRAPHQL_DOCUMENTS)  # the search and the review follow-up both ran
+    # the search, the review follow-up, the repository list and both default-branch
+    # histories ran; the file follow-ups are sent in tests/test_monorepo.py
+    assert sent == set(GRAPHQL_DOCUMENTS) - set(PULL_REQUEST_FILES_QUERIES)
     for document in sent:
         assert validate(github_schema, parse(document)) == [], document

@@ -35,12 +35,22 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import requests
 
 from ..config import Settings
 from ..http import HttpClient, RetryPolicy
-from ..records import Deployment, PullRequest, Quarantined, Record, utc_day_bounds
+from ..records import (
+    Deployment,
+    DirectChange,
+    PullRequest,
+    PullRequestFiles,
+    Quarantined,
+    Record,
+    utc_day_bounds,
+)
 from .base import ExtractContext, Source, SourceError
+from .github_app import REFRESH_MARGIN_SECONDS, GitHubAppTokens, InstallationAuth
 
 SEARCH_RESULT_CAP = 1000
 # Search windows are split so each expected window holds this many at most, leaving
@@ -49,7 +59,7 @@ SPLIT_TARGET = 800
 TERMINAL_STATES = {"success": False, "failure": True, "error": True}
 
 MERGED_PULL_REQUESTS_QUERY = """
-query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String) {
+query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String, $withFiles: Boolean = false) {
   search(query: $searchQuery, type: ISSUE, first: $pageSize, after: $after) {
     issueCount
     pageInfo { hasNextPage endCursor }
@@ -72,11 +82,33 @@ query MergedPullRequests($searchQuery: String!, $pageSize: Int!, $after: String)
           pageInfo { hasNextPage endCursor }
           nodes { author { login } submittedAt }
         }
+        files(first: 100) @include(if: $withFiles) { totalCount pageInfo { hasNextPage endCursor } nodes { path } }
       }
     }
   }
 }
 """
+
+# The changed files of a pull request, for repositories the catalog splits into folders
+# (monorepos): the first 100 come with the search page (``$withFiles``); the later pages
+# of up to FILES_BATCH pull requests come together, one aliased PR node each.
+FILE_PAGE_FIELDS = "totalCount pageInfo { hasNextPage endCursor } nodes { path }"
+FILES_BATCH = 10
+
+
+def pull_request_files_query(size: int) -> str:
+    """The follow-up document for ``size`` pull requests: ``pr<i>`` is the next files
+    page of node ``$id<i>`` after ``$after<i>``."""
+    variables = ", ".join(f"$id{i}: ID!, $after{i}: String" for i in range(size))
+    fields = "\n".join(
+        f"  pr{i}: node(id: $id{i}) {{ ... on PullRequest {{ "
+        f"files(first: 100, after: $after{i}) {{ {FILE_PAGE_FIELDS} }} }} }}"
+        for i in range(size)
+    )
+    return f"query PullRequestFiles({variables}) {{\n{fields}\n}}\n"
+
+
+PULL_REQUEST_FILES_QUERIES = tuple(pull_request_files_query(n) for n in range(1, FILES_BATCH + 1))
 
 PULL_REQUEST_REVIEWS_QUERY = """
 query PullRequestReviews($id: ID!, $after: String) {
@@ -110,11 +142,67 @@ query OwnerRepositories($login: String!, $after: String) {
 }
 """
 
+# The default branch's commits of one day, each with the merged pull request that
+# brought it (a PR's own commits, its merge commit and its squash commit all name it):
+# the commits that name none are changes pushed straight to the trunk (DESIGN §7).
+DAY_HISTORY_FRAGMENT = """
+fragment DayHistory on Commit {
+  history(since: $since, until: $until, first: 100, after: $historyAfter) {
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      oid
+      authoredDate
+      committedDate
+      associatedPullRequests(first: 5) { nodes { number merged mergeCommit { oid } } }
+    }
+  }
+}
+"""
+
+# One request per 20 repositories of an owner, most recently pushed first: paging stops
+# at the first repository not pushed to since the day began (it can hold no commit of
+# the day), and a repository's first 100 commits of the day come with it.
+OWNER_HISTORY_QUERY = (
+    """
+query OwnerDefaultBranchHistory($login: String!, $since: GitTimestamp!, $until: GitTimestamp!, $after: String, $historyAfter: String) {
+  repositoryOwner(login: $login) {
+    repositories(first: 20, after: $after, ownerAffiliations: [OWNER], orderBy: {field: PUSHED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        nameWithOwner
+        pushedAt
+        isFork
+        defaultBranchRef { target { ...DayHistory } }
+      }
+    }
+  }
+}
+"""
+    + DAY_HISTORY_FRAGMENT
+)
+
+# A repository's day of default-branch history: GITHUB_REPOS entries, and the pages
+# after the first of a busy repository.
+REPOSITORY_HISTORY_QUERY = (
+    """
+query RepositoryDefaultBranchHistory($owner: String!, $name: String!, $since: GitTimestamp!, $until: GitTimestamp!, $historyAfter: String) {
+  repository(owner: $owner, name: $name) {
+    nameWithOwner
+    defaultBranchRef { target { ...DayHistory } }
+  }
+}
+"""
+    + DAY_HISTORY_FRAGMENT
+)
+
 #: every GraphQL document this source sends (the tests validate them against GitHub's schema)
 GRAPHQL_DOCUMENTS = (
     MERGED_PULL_REQUESTS_QUERY,
     PULL_REQUEST_REVIEWS_QUERY,
     OWNER_REPOSITORIES_QUERY,
+    OWNER_HISTORY_QUERY,
+    REPOSITORY_HISTORY_QUERY,
+    *PULL_REQUEST_FILES_QUERIES,
 )
 
 
@@ -243,6 +331,29 @@ def deployment_record(
     )
 
 
+def direct_change_record(repository: str, commit: dict) -> DirectChange | None:
+    """A default-branch commit (see ``DAY_HISTORY_FRAGMENT``) as a record, or None when a
+    merged pull request contains it: a PR's merge or squash commit names the PR, and so
+    do the commits a merged PR carried, so none of them is a direct change."""
+    pulls = ((commit.get("associatedPullRequests") or {}).get("nodes")) or []
+    if any(pr and pr.get("merged") for pr in pulls):
+        return None
+    return DirectChange(
+        source="github",
+        repository=repository.lower(),
+        sha=str(commit["oid"]).lower(),
+        authored_at=_time(commit.get("authoredDate")),
+        committed_at=_time(commit.get("committedDate")),
+    )
+
+
+def _day_history(repository: dict | None) -> dict | None:
+    """The history connection of a repository node; None for an empty repository."""
+    branch = (repository or {}).get("defaultBranchRef") or {}
+    target = branch.get("target") or {}
+    return target.get("history")
+
+
 def _reset_wait(response: requests.Response, now: float) -> float:
     retry_after = (response.headers.get("retry-after") or "").strip()
     if retry_after.isdigit():
@@ -285,8 +396,11 @@ class GitHubSource(Source):
     """Merged pull requests and deployments from GitHub.com or GitHub Enterprise Server."""
 
     name = "github"
-    writes = ("pull_requests", "deployments")
-    description = "GitHub: pull requests merged and deployments finished per UTC day"
+    writes = ("pull_requests", "deployments", "pull_request_files", "direct_changes")
+    description = (
+        "GitHub: pull requests merged, deployments finished and commits pushed straight to "
+        "the default branch per UTC day"
+    )
 
     def __init__(
         self,
@@ -299,26 +413,63 @@ class GitHubSource(Source):
         backoff_base: float = 0.5,
         max_wait: float = 3600.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        token_refresh_margin: float = REFRESH_MARGIN_SECONDS,
     ) -> None:
         """``concurrency``: threads fetching organisations and repositories in parallel.
         ``deployment_lookback``: how long before the day a deployment may have been
         created and still finish on the day. ``timeout``/``max_retries`` default to
         DORA_HTTP_TIMEOUT_SECONDS/DORA_HTTP_MAX_RETRIES; ``max_wait`` caps one rate-limit
-        wait (a primary limit resets within the hour)."""
+        wait (a primary limit resets within the hour). ``clock`` and
+        ``token_refresh_margin`` (seconds before ``expires_at``) govern GitHub App
+        installation tokens."""
+        self.clock = clock
+        self.token_refresh_margin = token_refresh_margin
+        # One token provider per app configuration, kept across partitions: a backfill
+        # reuses an installation token for its hour instead of asking for one per day.
+        self._app_tokens: dict[tuple, GitHubAppTokens] = {}
+        self._app_tokens_lock = threading.Lock()
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
         self.deployment_lookback = deployment_lookback
         self.retry = RetryPolicy(timeout, max_retries, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
-        if not settings.github_token:
+        if not settings.github_token and not settings.github_app_id:
             return "GITHUB_TOKEN is not set"
         if not settings.github_orgs and not settings.github_repos:
-            return "GITHUB_TOKEN is set but GITHUB_ORGS and GITHUB_REPOS are both empty"
+            given = "GITHUB_APP_ID" if settings.github_app_id else "GITHUB_TOKEN"
+            return f"{given} is set but GITHUB_ORGS and GITHUB_REPOS are both empty"
         return None
 
     def extract(self, day: date, ctx: ExtractContext) -> list[Record | Quarantined]:
         return _Extraction(self, ctx, day).run()
+
+    def app_tokens(
+        self, settings: Settings, rest: str, orgs: list[str], repos: list[str]
+    ) -> GitHubAppTokens:
+        """The GitHub App token provider for these settings (made once, then reused)."""
+        key = (
+            settings.github_app_id,
+            settings.github_app_private_key,
+            settings.github_app_installation_id,
+            rest,
+            tuple(orgs),
+            tuple(repos),
+        )
+        with self._app_tokens_lock:
+            tokens = self._app_tokens.get(key)
+            if tokens is None:
+                tokens = self._app_tokens[key] = GitHubAppTokens(
+                    settings,
+                    rest,
+                    self.retry,
+                    orgs=orgs,
+                    repos=repos,
+                    clock=self.clock,
+                    refresh_margin=self.token_refresh_margin,
+                )
+            return tokens
 
 
 class _Extraction:
@@ -347,22 +498,36 @@ class _Extraction:
         self._clients: list[HttpClient] = []
         self._lock = threading.Lock()
         self.graphql_hook = graphql_retry_hook(transient_wait=source.retry.backoff_base * 4)
+        self.file_repositories = folder_repositories(ctx.warehouse_url)
+        self.app_tokens = self._app_tokens()
+        if self.app_tokens is not None:
+            self.log.info("github: authenticating as GitHub App %s", self.settings.github_app_id)
+
+    def _app_tokens(self) -> GitHubAppTokens | None:
+        """GitHub App installation tokens when the app is configured (it wins over a
+        GITHUB_TOKEN also set: an organisation moving to the app means to use it)."""
+        if not self.settings.github_app_id:
+            return None
+        return self.source.app_tokens(self.settings, self.endpoints.rest, self.orgs, self.repos)
 
     # -- plumbing -------------------------------------------------------------------
 
     def client(self) -> HttpClient:
         client = getattr(self._local, "client", None)
         if client is None:
+            headers = {
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            }
+            if self.app_tokens is None:
+                headers["Authorization"] = f"Bearer {self.settings.github_token.get()}"
             client = self.source.retry.client(
-                self.settings,
-                self.endpoints.rest,
-                name="github",
-                headers={
-                    "Authorization": f"Bearer {self.settings.github_token.get()}",
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": "2022-11-28",
-                },
+                self.settings, self.endpoints.rest, name="github", headers=headers
             )
+            if self.app_tokens is not None:
+                client.session.auth = InstallationAuth(
+                    self.app_tokens, client.session, lambda: self._local.owner
+                )
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
@@ -372,13 +537,20 @@ class _Extraction:
         """``func`` over ``items`` on the thread pool, results in ``items`` order; the
         first failure cancels what has not started and is raised."""
         if self.source.concurrency == 1 or len(items) <= 1:
-            return [func(item) for item in items]
+            return [self._for_owner(func, item) for item in items]
         pool = ThreadPoolExecutor(max_workers=self.source.concurrency, thread_name_prefix="github")
         try:
-            futures = [pool.submit(func, item) for item in items]
+            futures = [pool.submit(self._for_owner, func, item) for item in items]
             return [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _for_owner(self, func: Callable[[str], list], item: str) -> list:
+        """``func(item)`` with the item's owner as the thread's current owner: a GitHub
+        App's installation token is per owner. Items are ``org:acme``, ``repo:acme/api``,
+        ``acme`` or ``acme/api``."""
+        self._local.owner = item.split(":")[-1].split("/")[0]
+        return func(item)
 
     def graphql(self, query: str, variables: dict, what: str) -> dict:
         body = self.client().json(
@@ -449,21 +621,25 @@ class _Extraction:
             deployments = [
                 d for batch in self.parallel(self.deployments, repositories) for d in batch
             ]
+            direct = self.direct_changes()
         finally:
             for client in self._clients:
                 client.session.close()
         self.log.info(
             "github %s: %d merged pull requests from %d search scopes, %d deployments from "
-            "%d repositories, %d requests",
+            "%d repositories, %d direct changes, %d requests",
             self.day,
             len(pull_requests),
             len(scopes),
             len(deployments),
             len(repositories),
+            len(direct),
             sum(c.requests_sent for c in self._clients),
         )
-        return [pull_requests[k] for k in sorted(pull_requests, key=str)] + sorted(
-            deployments, key=lambda d: int(d.external_id)
+        return (
+            [pull_requests[k] for k in sorted(pull_requests, key=str)]
+            + sorted(deployments, key=lambda d: int(d.external_id))
+            + direct
         )
 
     def merged_pull_requests(
@@ -475,6 +651,7 @@ class _Extraction:
             if node and node.get("id"):
                 nodes[node["id"]] = node
         out = []
+        files: dict[tuple[str, int], ChangedFiles] = {}
         for node in nodes.values():
             key = (
                 str((node.get("repository") or {}).get("nameWithOwner", "")).lower(),
@@ -484,7 +661,13 @@ class _Extraction:
                 merged = _time(node.get("mergedAt"))
                 if merged is None or not self.day_start <= merged < self.day_end:
                     continue  # merged on another day: that partition's search finds it
-                out.append((key, pull_request_record(node, self.more_reviews(node))))
+                record = pull_request_record(node, self.more_reviews(node))
+                first_files = (
+                    ChangedFiles.first_page(node) if key[0] in self.file_repositories else None
+                )
+                out.append((key, record))
+                if first_files is not None:
+                    files[key] = first_files
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 out.append(
                     (
@@ -498,7 +681,8 @@ class _Extraction:
                         ),
                     )
                 )
-        return out
+        self.more_files(list(files.values()))
+        return out + [((*key, "files"), f.record()) for key, f in files.items()]
 
     def search_window(self, scope: str, first: datetime, last: datetime) -> list[dict]:
         query = merged_search_query(scope, first, last)
@@ -507,6 +691,7 @@ class _Extraction:
             "searchQuery": query,
             "pageSize": self.source.page_size,
             "after": None,
+            "withFiles": self.needs_files(scope),
         }
         search = self._search(variables, what)
         count = search.get("issueCount") or 0
@@ -567,6 +752,43 @@ class _Extraction:
                 return found
             after = info.get("endCursor")
 
+    def owner_repositories(self, query: str, variables: dict, what: str) -> dict:
+        """One page of ``repositoryOwner.repositories`` for ``variables["login"]``."""
+        login = variables["login"]
+        owner = self.graphql(query, variables, f"{what} of {login}").get("repositoryOwner")
+        if not isinstance(owner, dict):
+            raise SourceError(f"github: no organisation {login!r} is visible to the token")
+        return owner.get("repositories") or {}
+
+    def needs_files(self, scope: str) -> bool:
+        """Whether a search scope (``org:acme``, ``repo:acme/mono``) holds a repository
+        whose PRs need their file lists: only those pay for the larger search pages."""
+        kind, _, name = scope.partition(":")
+        if kind == "repo":
+            return name in self.file_repositories
+        return any(r.split("/")[0] == name for r in self.file_repositories)
+
+    def more_files(self, lists: list[ChangedFiles]) -> None:
+        """Every later files page of the pull requests in ``lists`` that have one, up to
+        FILES_BATCH pull requests a request, until GitHub says there are no more."""
+        pending = [f for f in lists if f.after]
+        while pending:
+            batch, pending = pending[:FILES_BATCH], pending[FILES_BATCH:]
+            variables: dict[str, Any] = {}
+            for i, files in enumerate(batch):
+                variables[f"id{i}"], variables[f"after{i}"] = files.node_id, files.after
+            what = "files of " + ", ".join(f"{f.repository}#{f.number}" for f in batch)
+            data = self.graphql(PULL_REQUEST_FILES_QUERIES[len(batch) - 1], variables, what)
+            for i, files in enumerate(batch):
+                page = (data.get(f"pr{i}") or {}).get("files")
+                if not isinstance(page, dict):
+                    raise SourceError(
+                        f"github: GraphQL answer for {what} has no files for "
+                        f"{files.repository}#{files.number}"
+                    )
+                files.add_page(page)
+            pending += [f for f in batch if f.after]
+
     def org_repositories(self, org: str) -> list[str]:
         """The organisation's repositories that have a deployment created since the
         lookback start (the others cannot have one finishing on the day)."""
@@ -574,11 +796,7 @@ class _Extraction:
         found, listed = [], 0
         variables: dict[str, Any] = {"login": org, "after": None}
         while True:
-            data = self.graphql(OWNER_REPOSITORIES_QUERY, variables, f"repositories of {org}")
-            owner = data.get("repositoryOwner")
-            if not isinstance(owner, dict):
-                raise SourceError(f"github: no organisation {org!r} is visible to the token")
-            page = owner.get("repositories") or {}
+            page = self.owner_repositories(OWNER_REPOSITORIES_QUERY, variables, "repositories")
             for repo in page.get("nodes") or []:
                 listed += 1
                 latest = ((repo.get("deployments") or {}).get("nodes") or [None])[0]
@@ -623,6 +841,160 @@ class _Extraction:
     def statuses(self, repository: str, deployment_id: Any) -> list[dict]:
         path = f"repos/{repository}/deployments/{int(deployment_id)}/statuses"
         return [status for page in self.rest_pages(path, {"per_page": 100}) for status in page]
+
+    # -- changes pushed straight to the default branch ------------------------------
+
+    def direct_changes(self) -> list[Record | Quarantined]:
+        """Every owner's and listed repository's default-branch commits of the day that
+        no merged pull request contains, sorted by repository and SHA."""
+        items = [f"org:{o}" for o in self.orgs] + [f"repo:{r}" for r in self.repos]
+        found = [c for batch in self.parallel(self.day_history, items) for c in batch]
+        return sorted(found, key=lambda r: r.record_key if isinstance(r, Quarantined) else r.key())
+
+    def _history_variables(self) -> dict[str, Any]:
+        return {
+            "since": _search_time(self.day_start),
+            "until": _search_time(self.day_end - timedelta(seconds=1)),
+            "historyAfter": None,
+        }
+
+    def day_history(self, item: str) -> list[Record | Quarantined]:
+        kind, _, name = item.partition(":")
+        if kind == "repo":
+            return self.repository_history(name)
+        found: list[Record | Quarantined] = []
+        variables = {**self._history_variables(), "login": name, "after": None}
+        while True:
+            page = self.owner_repositories(OWNER_HISTORY_QUERY, variables, "default-branch history")
+            pushed_before_day = False
+            for repo in page.get("nodes") or []:
+                pushed = _time((repo or {}).get("pushedAt"))
+                if pushed is not None and pushed < self.day_start:
+                    pushed_before_day = True  # most recently pushed first: the rest are older
+                    break
+                history = _day_history(repo)
+                # A fork's default branch carries its upstream's commits, which are no
+                # changes of this organisation; an empty repository has no branch.
+                if history is not None and not repo.get("isFork"):
+                    found += self.repository_history(str(repo["nameWithOwner"]), history)
+            info = page.get("pageInfo") or {}
+            if pushed_before_day or not info.get("hasNextPage"):
+                return found
+            variables["after"] = info.get("endCursor")
+
+    def repository_history(
+        self, repository: str, history: dict | None = None
+    ) -> list[Record | Quarantined]:
+        """The direct changes of one repository's day: ``history`` is its first page when
+        the owner's listing brought it (None: fetch every page here)."""
+        owner, _, name = repository.partition("/")
+        variables = {**self._history_variables(), "owner": owner, "name": name}
+        what = f"default-branch history of {repository}"
+        if history is None:
+            data = self.graphql(REPOSITORY_HISTORY_QUERY, variables, what)
+            if not isinstance(data.get("repository"), dict):
+                raise SourceError(f"github: no repository {repository!r} is visible to the token")
+            history = _day_history(data["repository"])
+        found: list[Record | Quarantined] = []
+        while history is not None:
+            for commit in history.get("nodes") or []:
+                try:
+                    if not self._committed_on_day(commit):
+                        continue
+                    record = direct_change_record(repository, commit)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    found.append(
+                        Quarantined(
+                            "github",
+                            "direct_changes",
+                            f"{repository.lower()}@{str((commit or {}).get('oid'))[:64]}",
+                            f"payload: unreadable commit ({type(exc).__name__}: {exc})",
+                            commit,
+                        )
+                    )
+                    continue
+                if record is not None:
+                    found.append(record)
+            info = history.get("pageInfo") or {}
+            if not info.get("hasNextPage"):
+                break
+            variables["historyAfter"] = info.get("endCursor")
+            data = self.graphql(REPOSITORY_HISTORY_QUERY, variables, what)
+            history = _day_history(data.get("repository"))
+        return found
+
+    def _committed_on_day(self, commit: dict) -> bool:
+        # history(since, until) already filters by committed time; a commit outside the
+        # day (a GHES that reads the bounds differently) is another partition's. A
+        # missing time keeps the commit, so validation quarantines it with the reason.
+        committed = _time(commit.get("committedDate"))
+        return committed is None or self.day_start <= committed < self.day_end
+
+
+@dataclass
+class ChangedFiles:
+    """A pull request's changed paths as far as fetched; ``after``: the next page's cursor."""
+
+    node_id: str
+    repository: str
+    number: int
+    total: int | None
+    paths: list[str]
+    after: str | None = None
+
+    @classmethod
+    def first_page(cls, node: dict) -> ChangedFiles:
+        """The page a search node carries (``files`` asked with ``$withFiles``)."""
+        page = node.get("files")
+        if not isinstance(page, dict):
+            raise ValueError("no files on a search page that asked for them")
+        files = cls(
+            node["id"],
+            node["repository"]["nameWithOwner"].lower(),
+            node["number"],
+            page.get("totalCount"),
+            [],
+        )
+        files.add_page(page)
+        return files
+
+    def add_page(self, page: dict) -> None:
+        self.paths.extend(f["path"] for f in page.get("nodes") or [] if f)
+        info = page.get("pageInfo") or {}
+        self.after = info.get("endCursor") if info.get("hasNextPage") else None
+
+    def record(self) -> PullRequestFiles:
+        return PullRequestFiles(
+            source="github",
+            repository=self.repository,
+            number=self.number,
+            paths=tuple(self.paths),
+            changed_files=self.total,
+        )
+
+
+def folder_repositories(warehouse_url: str) -> frozenset[str]:
+    """Repositories (owner/name, lower-case) that a catalog component names with a folder
+    in ``backstage.io/source-location``: their PRs need file lists. Read from the raw
+    catalog with the models' own reading of the annotation; empty without a warehouse."""
+    if not warehouse_url:
+        return frozenset()
+    try:
+        with psycopg.connect(warehouse_url) as conn:
+            rows = conn.execute(
+                """
+                select distinct f.repository
+                from dora_raw.catalog_entities as c
+                cross join lateral dora_lib.source_location_folder(
+                    c.annotations ->> 'backstage.io/source-location') as f
+                where c.kind = 'component'
+                """
+            ).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
+        raise SourceError(
+            "github: the warehouse has no catalog tables yet; run `dora-pipeline migrate`"
+        ) from None
+    return frozenset(r for (r,) in rows)
 
 
 SOURCE = GitHubSource()

@@ -16,7 +16,7 @@ from .base import ExtractContext, Source
 class SyntheticSource(Source):
     name = "synthetic"
     writes = ("deployments", "pull_requests", "incidents", "incident_components", "survey_responses",
-              "catalog_entities", "group_memberships")
+              "catalog_entities", "group_memberships", "pull_request_files", "direct_changes")
     snapshot_tables = ("catalog_entities", "group_memberships")
     description = "A deterministic synthetic organisation (demo, tests, benchmarks)."
 

@@ -31,7 +31,8 @@ deploys as (
         w.trend_window,
         count(*) as deployments,
         count(*) filter (where d.caused_failure) as failed_deployments,
-        count(*) filter (where d.shipped_change) as deployments_with_changes
+        count(*) filter (where d.shipped_change) as deployments_with_changes,
+        count(*) filter (where d.is_rework) as rework_deployments
     from dora_intermediate.int_subject_deployments as d
     join windows as w
       on d.finished_at >= w.window_start
@@ -96,7 +97,8 @@ select
     coalesce(p.prs_waiting_over_threshold, 0) as prs_waiting_over_threshold,  -- reviewed PRs waiting > DORA_RULE_REVIEW_WAIT_HOURS
     p.median_pr_lines,                          -- median additions + deletions
     coalesce(p.deployed_prs, 0) as deployed_prs,  -- merged PRs already in production
-    coalesce(p.prs_matched_by_sha, 0) as prs_matched_by_sha  -- of which matched to their deploy by commit SHA
+    coalesce(p.prs_matched_by_sha, 0) as prs_matched_by_sha,  -- of which matched to their deploy by commit SHA
+    coalesce(d.rework_deployments, 0) as rework_deployments  -- deployments made while an earlier deploy's incident was open
 from dora_intermediate.int_components as c
 cross join windows as w
 left join deploys as d

@@ -15,7 +15,7 @@ select distinct
     r.review_to_merge_hours,                    -- first review -> merged
     r.reviewed_outside_team                     -- NULL: unknown
 from dora_intermediate.int_group_components as gc
-join dora_staging.stg_pull_requests as p
+join dora_intermediate.int_pull_request_components as p
   on p.entity_ref = gc.entity_ref
 join dora_intermediate.int_pull_request_reviews as r
   on r.pr_id = p.pr_id

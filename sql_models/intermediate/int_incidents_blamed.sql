@@ -8,7 +8,8 @@ select
     i.entity_ref,                               -- the affected component
     d.deployment_id,                            -- the deployment blamed
     d.finished_at as deployed_at,               -- when that deployment finished
-    i.opened_at                                 -- when the incident opened
+    i.opened_at,                                -- when the incident opened
+    i.resolved_at                               -- when it was resolved; NULL while open
 from dora_staging.stg_incidents as i
 cross join lateral (
     select pd.deployment_id, pd.finished_at

@@ -20,14 +20,14 @@ with deploys as (
 ),
 sha_matches as (
     select p.pr_id, p.entity_ref, d.deploy_no
-    from dora_staging.stg_pull_requests as p
+    from dora_intermediate.int_pull_request_components as p
     join deploys as d
       on d.entity_ref = p.entity_ref
      and d.commit_sha = p.merge_commit_sha
      and d.finished_at >= p.change_started_at
     union all
     select p.pr_id, p.entity_ref, d.deploy_no
-    from dora_staging.stg_pull_requests as p
+    from dora_intermediate.int_pull_request_components as p
     join deploys as d
       on d.entity_ref = p.entity_ref
      and d.commit_sha = p.head_sha
@@ -43,7 +43,7 @@ merges_and_deploys as (
         p.pr_id, p.entity_ref, p.merged_at as at, 0 as is_deploy,
         p.change_started_at, p.opened_at, p.first_review_at, p.merged_at, p.changed_lines,
         p.author, p.first_reviewer, p.merge_commit_sha, p.head_sha
-    from dora_staging.stg_pull_requests as p
+    from dora_intermediate.int_pull_request_components as p
     union all
     select
         null, d.entity_ref, d.finished_at, 1,

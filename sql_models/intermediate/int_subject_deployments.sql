@@ -1,7 +1,8 @@
 /* One row per subject and successful production deployment in its pool (a deployment
 touching two of a group's components counts once for the group). A component's
 deployments are one row each already, and so are a group's deployments of a single
-component: only deployments of several components are aggregated. */
+component: only deployments of several components are aggregated (failed when any of
+them failed, recovered when every one that failed is, at the latest of them). */
 with shared_deployments as (
     select o.deployment_id
     from dora_intermediate.int_deployment_outcomes as o
@@ -14,7 +15,9 @@ select
     o.deployment_id,                            -- the deployment
     o.finished_at,                              -- its time
     o.caused_failure,                           -- >= 1 incident blamed on it
-    o.shipped_prs > 0 as shipped_change         -- shipped >= 1 PR (lead-time coverage)
+    o.shipped_changes > 0 as shipped_change,    -- shipped >= 1 PR or direct change (lead-time coverage)
+    o.recovered_at,                             -- all its blamed incidents resolved, at the latest; NULL otherwise
+    o.is_rework                                 -- finished during an incident blamed on an earlier deploy
 from dora_intermediate.int_deployment_outcomes as o
 union all
 select
@@ -23,7 +26,9 @@ select
     o.deployment_id,
     o.finished_at,
     o.caused_failure,
-    o.shipped_prs > 0
+    o.shipped_changes > 0,
+    o.recovered_at,
+    o.is_rework
 from dora_intermediate.int_group_components as gc
 join dora_intermediate.int_deployment_outcomes as o
   on o.entity_ref = gc.entity_ref
@@ -35,7 +40,12 @@ select
     o.deployment_id,
     min(o.finished_at),
     bool_or(o.caused_failure),
-    bool_or(o.shipped_prs > 0)
+    bool_or(o.shipped_changes > 0),
+    case
+        when bool_and(o.recovered_at is not null) filter (where o.caused_failure)
+        then max(o.recovered_at)
+    end,
+    bool_or(o.is_rework)
 from dora_intermediate.int_group_components as gc
 join dora_intermediate.int_deployment_outcomes as o
   on o.entity_ref = gc.entity_ref

@@ -1,7 +1,7 @@
 /* One row per subject (component or group) and period (rolling window or ISO week):
 every DORA measure, computed once for services and teams alike. Events are assigned
 to a period by their own time: deployments by when they finished (with the failure
-an incident later blames on them), changes by the deployment that shipped them,
+an incident later blames on them, its recovery and whether it was rework), changes by the deployment that shipped them,
 incidents by when they opened. Tiers come from dora_lib.tier_bands and are decided on the exact values;
 the published numbers are rounded (4 decimals for deploys_per_day, 2 elsewhere).
 Weeks run from the subject's first event; windows exist for every subject.
@@ -12,6 +12,8 @@ with periods as (
 -- Changes per subject are computed here, in flight, rather than materialised in a
 -- table of their own (four rows per PR: component, team, department, organisation),
 -- and only as far as each period kind needs: the window branch filters first.
+-- Direct changes (commits pushed to the default branch, DESIGN §7) join the PRs here:
+-- they count in lead_time_changes and the median, and have no PR stages.
 pr_changes as not materialized (
     select
         p.pr_id,
@@ -25,9 +27,24 @@ pr_changes as not materialized (
         (extract(epoch from p.first_review_at - p.opened_at) / 3600.0)::float8 as review_wait_hours,
         (extract(epoch from p.merged_at - coalesce(p.first_review_at, p.opened_at)) / 3600.0)::float8
             as review_hours,
-        (extract(epoch from p.deployed_at - p.merged_at) / 3600.0)::float8 as release_hours
+        (extract(epoch from p.deployed_at - p.merged_at) / 3600.0)::float8 as release_hours,
+        false as is_direct
     from dora_intermediate.int_pull_requests_deployed as p
     where p.deployment_id is not null
+    union all
+    select
+        dc.change_id,
+        dc.entity_ref,
+        dc.deployment_id,
+        dc.deployed_at,
+        dc.lead_time_hours::float8,
+        null::float8,
+        null::float8,
+        null::float8,
+        null::float8,
+        true
+    from dora_intermediate.int_direct_changes_deployed as dc
+    where dc.deployment_id is not null
 ),
 -- PRs of repositories that map to several components: the only ones a group can see
 -- twice (it counts them once, shipped by the earliest of their deployments).
@@ -46,7 +63,8 @@ subject_changes as not materialized (
         c.coding_hours,
         c.review_wait_hours,
         c.review_hours,
-        c.release_hours
+        c.release_hours,
+        c.is_direct
     from pr_changes as c
     union all
     select
@@ -57,7 +75,8 @@ subject_changes as not materialized (
         c.coding_hours,
         c.review_wait_hours,
         c.review_hours,
-        c.release_hours
+        c.release_hours,
+        c.is_direct
     from dora_intermediate.int_group_components as gc
     join pr_changes as c
       on c.entity_ref = gc.entity_ref
@@ -71,7 +90,8 @@ subject_changes as not materialized (
         pooled.coding_hours,
         pooled.review_wait_hours,
         pooled.review_hours,
-        pooled.release_hours
+        pooled.release_hours,
+        pooled.is_direct
     from (
         select distinct on (gc.group_ref, c.pr_id)
             gc.group_ref,
@@ -80,7 +100,8 @@ subject_changes as not materialized (
             c.coding_hours,
             c.review_wait_hours,
             c.review_hours,
-            c.release_hours
+            c.release_hours,
+            c.is_direct
         from dora_intermediate.int_group_components as gc
         join pr_changes as c
           on c.entity_ref = gc.entity_ref
@@ -124,6 +145,7 @@ deploy_periods as (
         (d.finished_at at time zone 'UTC')::date as deploy_day,
         d.caused_failure,
         d.shipped_change,
+        d.is_rework,
         p.period_kind,
         p.period_days,
         p.period_start
@@ -139,6 +161,7 @@ deploy_periods as (
         (d.finished_at at time zone 'UTC')::date,
         d.caused_failure,
         d.shipped_change,
+        d.is_rework,
         w.period_kind,
         w.period_days,
         w.period_start
@@ -155,7 +178,8 @@ deploy_days as (
         subject_kind, subject_ref, period_kind, period_days, period_start, deploy_day,
         count(*) as deployments,
         count(*) filter (where caused_failure) as failed_deployments,
-        count(*) filter (where shipped_change) as deployments_with_changes
+        count(*) filter (where shipped_change) as deployments_with_changes,
+        count(*) filter (where is_rework) as rework_deployments
     from deploy_periods
     group by subject_kind, subject_ref, period_kind, period_days, period_start, deploy_day
 ),
@@ -165,19 +189,55 @@ deploys as (
         sum(deployments)::bigint as deployments,
         count(*) as deploy_days,
         sum(failed_deployments)::bigint as failed_deployments,
-        sum(deployments_with_changes)::bigint as deployments_with_changes
+        sum(deployments_with_changes)::bigint as deployments_with_changes,
+        sum(rework_deployments)::bigint as rework_deployments
     from deploy_days
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
+-- Failed deployments on their own (a small share of all), in the deployment's period
+-- as for CFR: finished -> latest resolution of its blamed incidents, NULL until all
+-- are resolved (counted as failed, left out of the median).
+failure_periods as (
+    select
+        d.subject_kind, d.subject_ref,
+        (extract(epoch from d.recovered_at - d.finished_at) / 60.0)::float8 as recovery_minutes,
+        p.period_kind, p.period_days, p.period_start
+    from dora_intermediate.int_subject_deployments as d
+    join periods as p
+      on p.period_kind = 'week'
+     and p.period_start = date_trunc('week', d.finished_at at time zone 'UTC') at time zone 'UTC'
+     and d.finished_at < p.period_end
+    where d.caused_failure
+    union all
+    select
+        d.subject_kind, d.subject_ref,
+        (extract(epoch from d.recovered_at - d.finished_at) / 60.0)::float8,
+        w.period_kind, w.period_days, w.period_start
+    from dora_intermediate.int_subject_deployments as d
+    join windows as w
+      on d.finished_at >= w.period_start
+     and d.finished_at < w.period_end
+    where d.caused_failure
+      and d.finished_at >= (select min(period_start) from windows)
+),
+recoveries as (
+    select
+        subject_kind, subject_ref, period_kind, period_days, period_start,
+        count(recovery_minutes) as recovered_deployments,
+        percentile_cont(0.5) within group (order by recovery_minutes)
+            filter (where recovery_minutes is not null) as median_recovery_minutes
+    from failure_periods
+    group by subject_kind, subject_ref, period_kind, period_days, period_start
+),
 change_periods as (
-    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, p.period_kind, p.period_days, p.period_start
+    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, c.is_direct, p.period_kind, p.period_days, p.period_start
     from subject_changes as c
     join periods as p
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', c.deployed_at at time zone 'UTC') at time zone 'UTC'
      and c.deployed_at < p.period_end
     union all
-    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, w.period_kind, w.period_days, w.period_start
+    select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, c.is_direct, w.period_kind, w.period_days, w.period_start
     from subject_changes as c
     join windows as w
       on c.deployed_at >= w.period_start
@@ -192,7 +252,8 @@ changes as (
         percentile_cont(0.5) within group (order by coding_hours) as median_coding_hours,
         percentile_cont(0.5) within group (order by review_wait_hours) as median_review_wait_hours,
         percentile_cont(0.5) within group (order by review_hours) as median_review_hours,
-        percentile_cont(0.5) within group (order by release_hours) as median_release_hours
+        percentile_cont(0.5) within group (order by release_hours) as median_release_hours,
+        count(*) filter (where is_direct) as direct_changes
     from change_periods
     group by subject_kind, subject_ref, period_kind, period_days, period_start
 ),
@@ -266,12 +327,18 @@ measures as (
         ch.median_coding_hours::numeric as median_coding_hours,
         ch.median_review_wait_hours::numeric as median_review_wait_hours,
         ch.median_review_hours::numeric as median_review_hours,
-        ch.median_release_hours::numeric as median_release_hours
+        ch.median_release_hours::numeric as median_release_hours,
+        r.median_recovery_minutes::numeric as median_failed_deployment_recovery_minutes,
+        coalesce(r.recovered_deployments, 0) as recovered_deployments,
+        coalesce(d.rework_deployments, 0) as rework_deployments,
+        100.0 * d.rework_deployments / nullif(d.deployments, 0) as rework_rate_pct,
+        coalesce(ch.direct_changes, 0) as direct_changes
     from grid as g
     left join deploys as d using (subject_kind, subject_ref, period_kind, period_days, period_start)
     left join changes as ch using (subject_kind, subject_ref, period_kind, period_days, period_start)
     left join incidents as i using (subject_kind, subject_ref, period_kind, period_days, period_start)
     left join attempts as a using (subject_kind, subject_ref, period_kind, period_days, period_start)
+    left join recoveries as r using (subject_kind, subject_ref, period_kind, period_days, period_start)
 ),
 tiers as (
     select
@@ -279,14 +346,17 @@ tiers as (
         max(b.tier) filter (where v.metric = 'deploys_per_day') as deployment_frequency_tier,
         max(b.tier) filter (where v.metric = 'median_lead_time_hours') as lead_time_tier,
         max(b.tier) filter (where v.metric = 'change_failure_rate_pct') as change_failure_tier,
-        max(b.tier) filter (where v.metric = 'median_time_to_restore_minutes') as time_to_restore_tier
+        max(b.tier) filter (where v.metric = 'median_time_to_restore_minutes') as time_to_restore_tier,
+        max(b.tier) filter (where v.metric = 'median_failed_deployment_recovery_minutes')
+            as failed_deployment_recovery_tier
     from measures as m
     cross join lateral (
         values
             ('deploys_per_day', case when m.has_production_deployments then m.deploys_per_day end),
             ('median_lead_time_hours', m.median_lead_time_hours),
             ('change_failure_rate_pct', m.change_failure_rate_pct),
-            ('median_time_to_restore_minutes', m.median_time_to_restore_minutes)
+            ('median_time_to_restore_minutes', m.median_time_to_restore_minutes),
+            ('median_failed_deployment_recovery_minutes', m.median_failed_deployment_recovery_minutes)
     ) as v(metric, value)
     join dora_lib.tier_bands as b
       on b.metric = v.metric
@@ -320,6 +390,12 @@ select
     round(m.median_coding_hours, 2) as median_coding_hours,
     round(m.median_review_wait_hours, 2) as median_review_wait_hours,
     round(m.median_review_hours, 2) as median_review_hours,
-    round(m.median_release_hours, 2) as median_release_hours
+    round(m.median_release_hours, 2) as median_release_hours,
+    round(m.median_failed_deployment_recovery_minutes, 2) as median_failed_deployment_recovery_minutes,
+    m.recovered_deployments,
+    t.failed_deployment_recovery_tier,
+    m.rework_deployments,
+    round(m.rework_rate_pct, 2) as rework_rate_pct,
+    m.direct_changes                            -- of lead_time_changes, commits pushed without a PR
 from measures as m
 left join tiers as t using (subject_kind, subject_ref, period_kind, period_days, period_start)

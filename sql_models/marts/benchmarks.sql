@@ -2,7 +2,7 @@
 (the same rows every tier column is computed from).
 grain: metric, tier */
 select
-    b.metric,                                   -- deploys_per_day | median_lead_time_hours | change_failure_rate_pct | median_time_to_restore_minutes
+    b.metric,                                   -- deploys_per_day | median_lead_time_hours | change_failure_rate_pct | median_time_to_restore_minutes | median_failed_deployment_recovery_minutes
     b.tier,                                     -- elite | high | medium | low
     b.tier_rank,                                -- 1 = elite .. 4 = low
     b.lower_bound,                              -- NULL: unbounded

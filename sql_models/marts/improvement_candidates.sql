@@ -62,7 +62,11 @@ trend as (
         round(r.median_pr_lines::numeric, 0) as r_pr_lines,
         round(b.median_pr_lines::numeric, 0) as b_pr_lines,
         r.deployed_prs as r_deployed_prs,
-        r.prs_matched_by_sha as r_matched_by_sha
+        r.prs_matched_by_sha as r_matched_by_sha,
+        r.rework_deployments as r_rework,
+        b.rework_deployments as b_rework,
+        round(100.0 * r.rework_deployments / nullif(r.deployments, 0), 2) as r_rework_pct,
+        round(100.0 * b.rework_deployments / nullif(b.deployments, 0), 2) as b_rework_pct
     from dora_intermediate.int_component_trends as r
     join dora_intermediate.int_component_trends as b
       on b.entity_ref = r.entity_ref
@@ -221,6 +225,37 @@ low_lead_time_coverage as (
       and t.r_coverage_pct < p.lead_time_coverage_pct
       and t.r_coverage_pct <= t.b_coverage_pct
 ),
+-- Rework (DORA 2024) has no published bands: the rule uses the change-failure bar, the
+-- other instability measure, and fires only while the rate is rising against the
+-- component's own baseline (a steady fix-forward habit is not news).
+rising_rework_rate as (
+    select
+        t.entity_ref,
+        t.owner_ref as group_ref,
+        'rising_rework_rate' as rule,
+        'rework_rate_pct' as metric,
+        case when t.r_rework_pct >= p.trend_ratio * t.b_rework_pct then 'high' else 'medium' end as severity,
+        format(
+            '%s of the last %s production deploys (last %s days) were rework, made while an incident caused by an earlier deploy was still open (%s %%), up from %s of %s (%s %%) in the %s days before.',
+            t.r_rework, t.r_deployments, t.recent_days, t.r_rework_pct,
+            t.b_rework, t.b_deployments, t.b_rework_pct, t.baseline_days
+        ) as finding,
+        'Make going back cheaper than fixing forward: a one-step rollback to the last good deploy, and a short review of each incident that needed several deploys to settle.' as suggestion,
+        jsonb_build_object(
+            'recent_days', t.recent_days, 'baseline_days', t.baseline_days,
+            'recent_deployments', t.r_deployments, 'recent_rework_deployments', t.r_rework,
+            'recent_rework_rate_pct', t.r_rework_pct,
+            'baseline_deployments', t.b_deployments, 'baseline_rework_deployments', t.b_rework,
+            'baseline_rework_rate_pct', t.b_rework_pct,
+            'threshold_pct', p.change_failure_pct
+        ) as evidence
+    from trend as t
+    cross join params as p
+    where t.r_deployments >= p.min_sample
+      and t.b_deployments >= p.min_sample
+      and t.r_rework_pct >= p.change_failure_pct
+      and t.r_rework_pct > t.b_rework_pct
+),
 surveys as (
     select
         d.*,
@@ -287,11 +322,13 @@ candidates as (
     select * from low_lead_time_coverage
     union all
     select * from low_survey_response
+    union all
+    select * from rising_rework_rate
 )
 select
     c.entity_ref,                               -- the component (or, for survey rules, the group) the finding is about
     c.group_ref,                                -- the owning group (the group itself for group findings); NULL for fallback components
-    c.rule,                                     -- long_review_wait | high_change_failure_rate | slow_restore | low_deploy_frequency_large_prs | low_lead_time_coverage | low_survey_response_rate
+    c.rule,                                     -- long_review_wait | high_change_failure_rate | slow_restore | low_deploy_frequency_large_prs | low_lead_time_coverage | low_survey_response_rate | rising_rework_rate
     c.metric,                                   -- the measure the rule looks at
     c.severity,                                 -- high: worse than its own baseline by DORA_RULE_TREND_RATIO or more; medium: not improving
     c.finding,                                  -- what the numbers say, with the numbers

@@ -14,14 +14,14 @@ select
     m.period_days as window_days,               -- 7, 30 or 90
     m.period_start as window_start,             -- inclusive
     m.period_end as window_end,                 -- exclusive (the as_of of the run)
-    m.lead_time_changes as prs,                 -- PRs that reached production in the window
+    m.lead_time_changes - m.direct_changes as prs,  -- PRs that reached production in the window (direct changes have no PR stages)
     m.median_lead_time_hours,                   -- median first commit -> production, hours
     m.median_coding_hours,                      -- median first commit -> PR opened, hours
     m.median_review_wait_hours,                 -- median opened -> first review, hours
     m.median_review_hours,                      -- median first review -> merged, hours
     m.median_release_hours,                     -- median merged -> production, hours
     case
-        when m.lead_time_changes = 0 then null
+        when m.lead_time_changes = m.direct_changes then null
         when coalesce(m.median_coding_hours, -1) >= greatest(coalesce(m.median_review_wait_hours, -1), coalesce(m.median_review_hours, -1), coalesce(m.median_release_hours, -1)) then 'coding'
         when coalesce(m.median_review_wait_hours, -1) >= greatest(coalesce(m.median_review_hours, -1), coalesce(m.median_release_hours, -1)) then 'review_wait'
         when coalesce(m.median_review_hours, -1) >= coalesce(m.median_release_hours, -1) then 'review'

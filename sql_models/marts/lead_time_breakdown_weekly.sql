@@ -14,14 +14,14 @@ select
         else c.owner_ref
     end as group_ref,                           -- the owning group (a group row: the group itself); NULL for fallback refs
     (m.period_start at time zone 'UTC')::date as week_start,  -- ISO Monday, UTC
-    m.lead_time_changes as prs,                 -- PRs that reached production in the week
+    m.lead_time_changes - m.direct_changes as prs,  -- PRs that reached production in the week (direct changes have no PR stages)
     m.median_lead_time_hours,                   -- median first commit -> production, hours
     m.median_coding_hours,                      -- median first commit -> PR opened, hours
     m.median_review_wait_hours,                 -- median opened -> first review, hours
     m.median_review_hours,                      -- median first review -> merged, hours
     m.median_release_hours,                     -- median merged -> production, hours
     case
-        when m.lead_time_changes = 0 then null
+        when m.lead_time_changes = m.direct_changes then null
         when coalesce(m.median_coding_hours, -1) >= greatest(coalesce(m.median_review_wait_hours, -1), coalesce(m.median_review_hours, -1), coalesce(m.median_release_hours, -1)) then 'coding'
         when coalesce(m.median_review_wait_hours, -1) >= greatest(coalesce(m.median_review_hours, -1), coalesce(m.median_release_hours, -1)) then 'review_wait'
         when coalesce(m.median_review_hours, -1) >= coalesce(m.median_release_hours, -1) then 'review'

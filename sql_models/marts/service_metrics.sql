@@ -13,9 +13,9 @@ select
     m.deploy_days,                              -- distinct UTC days with a deployment
     m.deploys_per_day,                          -- deployments / window_days
     m.deployment_frequency_tier,                -- elite | high | medium | low; NULL: never deployed to production
-    m.median_lead_time_hours,                   -- median first commit -> production of PRs shipped in the window
-    m.lead_time_changes,                        -- PRs measured
-    m.lead_time_coverage_pct,                   -- share of deployments that shipped >= 1 PR
+    m.median_lead_time_hours,                   -- median first commit -> production of changes shipped in the window
+    m.lead_time_changes,                        -- changes measured: PRs and direct changes
+    m.lead_time_coverage_pct,                   -- share of deployments that shipped >= 1 PR or direct change
     m.lead_time_tier,                           -- tier of the median lead time
     m.change_failure_rate_pct,                  -- failed_deployments / deployments, percent
     m.failed_deployments,                       -- deployments with >= 1 blamed incident
@@ -25,6 +25,12 @@ select
     m.time_to_restore_tier,                     -- tier of the median time to restore
     m.failed_attempts,                          -- failed production deploy attempts (not deployments)
     m.open_incidents,                           -- incidents opened in the window still unresolved
+    m.median_failed_deployment_recovery_minutes,  -- median finished -> latest resolution of the blamed incidents, of the window's recovered failed deployments
+    m.recovered_deployments,                    -- failed deployments whose blamed incidents are all resolved
+    m.failed_deployment_recovery_tier,          -- tier of the median failed deployment recovery time (time-to-restore bands)
+    m.rework_deployments,                       -- deployments that finished while an incident blamed on an earlier deploy of the component was open
+    m.rework_rate_pct,                          -- rework_deployments / deployments, percent; no tier
+    m.direct_changes,                           -- of lead_time_changes: commits pushed to the default branch without a PR
     now() as computed_at                        -- when this row was built
 from dora_intermediate.int_subject_period_metrics as m
 join dora_intermediate.int_components as c

@@ -25,6 +25,12 @@ select
     m.time_to_restore_tier,
     m.failed_attempts,
     m.open_incidents,
+    m.median_failed_deployment_recovery_minutes,
+    m.recovered_deployments,
+    m.failed_deployment_recovery_tier,
+    m.rework_deployments,
+    m.rework_rate_pct,
+    m.direct_changes,                           -- of lead_time_changes: commits pushed to the default branch without a PR
     now() as computed_at
 from dora_intermediate.int_subject_period_metrics as m
 left join dora_staging.stg_catalog_groups as g

@@ -13,6 +13,9 @@ with keys as (
     union
     select distinct 'github_repo', p.repository
     from dora_raw.pull_requests as p
+    union
+    select distinct 'github_repo', c.repository
+    from dora_raw.direct_changes as c
 ),
 aliases as (
     select 'entity_ref' as key_type, c.entity_ref as key, c.entity_ref

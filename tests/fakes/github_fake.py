@@ -1,5 +1,6 @@
 """A small GitHub for tests: GraphQL search, node and repository-owner queries, REST
-deployments and deployment statuses, answered in GitHub's documented shapes.
+deployments and deployment statuses, default-branch commit history, and a GitHub App's
+endpoints (installations, installation tokens), answered in GitHub's documented shapes.
 
 It behaves like GitHub where the source depends on it: search returns at most 1,000
 results per query however many match (``issueCount`` says how many did), pages with
@@ -13,13 +14,16 @@ from __future__ import annotations
 import base64
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 from werkzeug import Request, Response
 
 SEARCH_CAP = 1000
@@ -51,6 +55,7 @@ class FakePR:
     base: str = "main"
     additions: int = 10
     deletions: int = 2
+    files: list[str] = field(default_factory=list)  # changed paths (GraphQL ``files``)
 
     @property
     def node_id(self) -> str:
@@ -65,6 +70,32 @@ class FakeDeployment:
     environment: str
     created_at: datetime
     statuses: list[tuple[str, datetime]] = field(default_factory=list)  # (state, created_at)
+
+
+@dataclass
+class FakeCommit:
+    """A commit on a repository's default branch; ``prs`` are its associated pull
+    requests as GitHub lists them: (number, merged, merge commit oid or None)."""
+
+    repo: str
+    oid: str
+    authored_at: datetime
+    committed_at: datetime
+    prs: list[tuple[int, bool, str | None]] = field(default_factory=list)
+
+
+@dataclass
+class FakeApp:
+    """A GitHub App: its id, public key (to check JWT signatures), installations
+    (id -> account login) and how long its installation tokens live. ``clock`` is the
+    time the fake checks JWTs and tokens against (a test shares it with the source)."""
+
+    app_id: int
+    public_key: Any
+    installations: dict[int, str] = field(default_factory=dict)
+    suspended: set[int] = field(default_factory=set)
+    token_lifetime: timedelta = timedelta(hours=1)
+    clock: Callable[[], float] = time.time
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -187,6 +218,14 @@ class FakeGitHub:
         self.search_queries: list[str] = []
         self.requests: list[str] = []
         self._lock = threading.Lock()
+        self.commits: list[FakeCommit] = []
+        self.pushed_at: dict[str, datetime] = {}  # repo (lower) -> last push; else its last commit
+        self.forks: set[str] = set()  # repos (lower) that are forks
+        self.app: FakeApp | None = None
+        # token -> (installation id, expiry in epoch seconds)
+        self.installation_tokens: dict[str, tuple[int, float]] = {}
+        self.app_jwt_claims: list[dict] = []  # claims of every valid JWT received
+        self.refusals: list[str] = []  # "401 <reason>" for every credential refused
 
     def install(self, httpserver) -> None:
         httpserver.expect_request(re.compile(".*")).respond_with_handler(self.handle)
@@ -214,8 +253,11 @@ class FakeGitHub:
                 fault = None
             elif fault:
                 self.faults.remove(fault)
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return _json({"message": "Bad credentials"}, status=401)
+        if self.app is not None and self._app_endpoint(request.path):
+            return self.app_endpoint(request)
+        refused = self.refused(request)
+        if refused is not None:
+            return refused
         if fault:
             return fault[2]()
         if request.method == "POST" and request.path == self.graphql_path:
@@ -231,8 +273,12 @@ class FakeGitHub:
         document, variables = body["query"], body.get("variables") or {}
         with self._lock:
             self.graphql_documents.append(document)
+        if "defaultBranchRef" in document:
+            return _json({"data": self.default_branch_history(document, variables)})
         if "searchQuery" in variables:
             return _json({"data": {"search": self.search(document, variables)}})
+        if "query PullRequestFiles" in document:
+            return _json({"data": self.nodes_files(document, variables)})
         if "id" in variables:
             return _json({"data": {"node": self.node_reviews(variables)}})
         if "login" in variables:
@@ -261,13 +307,19 @@ class FakeGitHub:
         offset = _offset(variables.get("after"))
         page = reachable[offset : offset + size]
         review_count = int(re.search(r"reviews\(first: (\d+)", document).group(1))
+        nodes = [self.pr_node(pr, review_count) for pr in page]
+        # ``files(first: N) @include(if: $withFiles)``: as GitHub, only when asked for
+        files = re.search(r"files\(first: (\d+)\) @include\(if: \$withFiles\)", document)
+        if files and variables.get("withFiles"):
+            for node, pr in zip(nodes, page, strict=True):
+                node["files"] = _files_page(pr.files, 0, int(files.group(1)))
         return {
             "issueCount": len(matches),
             "pageInfo": {
                 "hasNextPage": offset + size < len(reachable),
                 "endCursor": _cursor(offset + size),
             },
-            "nodes": [self.pr_node(pr, review_count) for pr in page],
+            "nodes": nodes,
         }
 
     def pr_node(self, pr: FakePR, review_count: int) -> dict:
@@ -295,6 +347,22 @@ class FakeGitHub:
         if pr is None:
             return None
         return {"reviews": _review_page(pr.reviews, _offset(variables.get("after")), 100)}
+
+    def nodes_files(self, document: str, variables: dict) -> dict:
+        """``alias: node(id: $idN) { ... on PullRequest { files(first: 100, after: $afterN) } }``
+        for every alias of the document, as GitHub answers aliased fields."""
+        out: dict[str, dict | None] = {}
+        for alias, id_var, after_var in re.findall(
+            r"(\w+): node\(id: \$(\w+)\) \{ \.\.\. on PullRequest \{ files\(first: 100, after: \$(\w+)\)",
+            document,
+        ):
+            pr = next((p for p in self.prs if p.node_id == variables[id_var]), None)
+            out[alias] = (
+                None
+                if pr is None
+                else {"files": _files_page(pr.files, _offset(variables.get(after_var)), 100)}
+            )
+        return out
 
     def owner_repositories(self, variables: dict) -> dict | None:
         repos = self.orgs.get(variables["login"].lower())
@@ -369,6 +437,233 @@ class FakeGitHub:
             links.append(f'<{base}?{urlencode({**args, "page": 1})}>; rel="first"')
         return _json(chunk, headers={"Link": ", ".join(links)} if links else None)
 
+    # -- default-branch history ----------------------------------------------------
+
+    def repo_pushed_at(self, repo: str) -> datetime:
+        """The repository's last push: as set, else its latest commit, else long ago."""
+        if repo.lower() in self.pushed_at:
+            return self.pushed_at[repo.lower()]
+        times = [c.committed_at for c in self.commits if c.repo.lower() == repo.lower()]
+        return max(times) if times else datetime(2020, 1, 1, tzinfo=UTC)
+
+    def default_branch_history(self, document: str, variables: dict) -> dict:
+        if "repositoryOwner" in document:
+            repos = self.orgs.get(variables["login"].lower())
+            if repos is None:
+                return {"repositoryOwner": None}
+            ordered = sorted(repos, key=self.repo_pushed_at, reverse=True)
+            size = int(re.search(r"repositories\(first: (\d+)", document).group(1))
+            offset = _offset(variables.get("after"))
+            page = ordered[offset : offset + size]
+            return {
+                "repositoryOwner": {
+                    "repositories": {
+                        "pageInfo": {
+                            "hasNextPage": offset + size < len(ordered),
+                            "endCursor": _cursor(offset + size),
+                        },
+                        "nodes": [
+                            {
+                                "nameWithOwner": repo,
+                                "pushedAt": iso(self.repo_pushed_at(repo)),
+                                "isFork": repo.lower() in self.forks,
+                                "defaultBranchRef": self.branch_ref(repo, variables, None),
+                            }
+                            for repo in page
+                        ],
+                    }
+                }
+            }
+        name = f"{variables['owner']}/{variables['name']}"
+        known = (
+            {r for rs in self.orgs.values() for r in rs}
+            | {c.repo for c in self.commits}
+            | {d.repo for d in self.deployments}
+            | {p.repo for p in self.prs}
+        )
+        repo = next((r for r in known if r.lower() == name.lower()), None)
+        if repo is None:
+            return {"repository": None}
+        return {
+            "repository": {
+                "nameWithOwner": repo,
+                "defaultBranchRef": self.branch_ref(repo, variables, variables.get("historyAfter")),
+            }
+        }
+
+    def branch_ref(self, repo: str, variables: dict, after: str | None) -> dict:
+        """``defaultBranchRef { target { ... on Commit { history(...) } } }``: commits
+        committed in [since, until] (seconds, inclusive, as git reads them), newest first."""
+        since = datetime.fromisoformat(variables["since"])
+        until = datetime.fromisoformat(variables["until"])
+        commits = sorted(
+            (
+                c
+                for c in self.commits
+                if c.repo.lower() == repo.lower()
+                and since <= c.committed_at.replace(microsecond=0) <= until
+            ),
+            key=lambda c: (c.committed_at, c.oid),
+            reverse=True,
+        )
+        offset = _offset(after)
+        page = commits[offset : offset + 100]
+        return {
+            "name": "main",
+            "target": {
+                "__typename": "Commit",
+                "history": {
+                    "pageInfo": {
+                        "hasNextPage": offset + 100 < len(commits),
+                        "endCursor": _cursor(offset + 100),
+                    },
+                    "nodes": [
+                        {
+                            "oid": c.oid,
+                            "authoredDate": iso(c.authored_at),
+                            "committedDate": iso(c.committed_at),
+                            "associatedPullRequests": {
+                                "nodes": [
+                                    {
+                                        "number": number,
+                                        "merged": merged,
+                                        "mergeCommit": {"oid": oid} if oid else None,
+                                    }
+                                    for number, merged, oid in c.prs[:5]
+                                ]
+                            },
+                        }
+                        for c in page
+                    ],
+                },
+            },
+        }
+
+    # -- GitHub App: JWT-authenticated endpoints, installation tokens -------------
+
+    def _app_endpoint(self, path: str) -> bool:
+        rest = path[len(self.rest_prefix) :] if path.startswith(self.rest_prefix + "/") else ""
+        return bool(
+            re.fullmatch(r"/app/installations/\d+/access_tokens", rest)
+            or re.fullmatch(r"/orgs/[^/]+/installation", rest)
+            or re.fullmatch(r"/repos/[^/]+/[^/]+/installation", rest)
+        )
+
+    def _refuse(self, reason: str, message: str = "Bad credentials") -> Response:
+        with self._lock:
+            self.refusals.append(f"401 {reason}")
+        return _json(
+            {"message": message, "documentation_url": "https://docs.github.com/rest"}, status=401
+        )
+
+    def app_endpoint(self, request: Request) -> Response:
+        """As GitHub: the JWT must be signed by the app's key (RS256), name the app in
+        ``iss``, be current and live at most ten minutes."""
+        app = self.app
+        header = request.headers.get("Authorization", "")
+        try:
+            claims = jwt.decode(
+                header.removeprefix("Bearer "),
+                app.public_key,
+                algorithms=["RS256"],
+                options={
+                    "require": ["iat", "exp", "iss"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError:
+            return self._refuse("jwt undecodable", "A JSON web token could not be decoded")
+        now = app.clock()
+        if claims["exp"] <= now:
+            return self._refuse(
+                "jwt expired",
+                "'Expiration time' claim ('exp') must be a numeric value representing the "
+                "future time at which the assertion expires",
+            )
+        if claims["exp"] - claims["iat"] > 600 or claims["iat"] > now + 60:
+            return self._refuse(
+                "jwt too long", "'Expiration time' claim ('exp') is too far in the future"
+            )
+        if str(claims["iss"]) != str(app.app_id):
+            return self._refuse("jwt issuer", "A JSON web token could not be decoded")
+        with self._lock:
+            self.app_jwt_claims.append(claims)
+        parts = request.path[len(self.rest_prefix) :].strip("/").split("/")
+        if parts[0] == "app":
+            return self.access_token(int(parts[2]), request.method)
+        account = parts[1].lower()
+        installation = next((i for i, a in app.installations.items() if a.lower() == account), None)
+        if parts[0] == "repos":
+            known = {r.lower() for rs in self.orgs.values() for r in rs}
+            if f"{parts[1]}/{parts[2]}".lower() not in known:
+                installation = None
+        if installation is None or request.method != "GET":
+            return _json({"message": "Not Found"}, status=404)
+        return _json(
+            {
+                "id": installation,
+                "app_id": app.app_id,
+                "account": {"login": app.installations[installation], "type": "Organization"},
+                "target_type": "Organization",
+                "repository_selection": "all",
+                "permissions": _APP_PERMISSIONS,
+                "suspended_at": "2025-01-01T00:00:00Z" if installation in app.suspended else None,
+                "access_tokens_url": f"{self.rest_prefix}/app/installations/{installation}/access_tokens",
+            }
+        )
+
+    def access_token(self, installation: int, method: str) -> Response:
+        app = self.app
+        if method != "POST" or installation not in app.installations:
+            return _json({"message": "Not Found"}, status=404)
+        if installation in app.suspended:
+            return _json({"message": "This installation has been suspended"}, status=403)
+        token = f"ghs_{secrets.token_hex(18)}"
+        expires = app.clock() + app.token_lifetime.total_seconds()
+        with self._lock:
+            self.installation_tokens[token] = (installation, expires)
+        return _json(
+            {
+                "token": token,
+                "expires_at": datetime.fromtimestamp(int(expires), UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+                "permissions": _APP_PERMISSIONS,
+                "repository_selection": "all",
+            },
+            status=201,
+        )
+
+    def revoke_installation_tokens(self) -> None:
+        """Every installation token issued so far stops working (401), as after
+        ``DELETE /installation/token`` or a key rotation."""
+        with self._lock:
+            self.installation_tokens.clear()
+
+    def refused(self, request: Request) -> Response | None:
+        """None when the request's bearer token is the personal token or a current
+        installation token; else GitHub's 401."""
+        header = request.headers.get("Authorization", "")
+        if header == f"Bearer {self.token}":
+            return None
+        token = header.removeprefix("Bearer ")
+        with self._lock:
+            issued = self.installation_tokens.get(token)
+        if issued is None:
+            return self._refuse("unknown token")
+        if issued[1] <= self.app.clock():
+            return self._refuse("expired installation token")
+        return None
+
+
+_APP_PERMISSIONS = {
+    "contents": "read",
+    "pull_requests": "read",
+    "deployments": "read",
+    "metadata": "read",
+}
+
 
 def _cursor(offset: int) -> str:
     return base64.b64encode(f"cursor:{offset}".encode()).decode()
@@ -393,6 +688,18 @@ def _review_page(reviews: list[FakeReview], offset: int, size: int) -> dict:
             }
             for r in page
         ],
+    }
+
+
+def _files_page(paths: list[str], offset: int, size: int) -> dict:
+    page = paths[offset : offset + size]
+    return {
+        "totalCount": len(paths),
+        "pageInfo": {
+            "hasNextPage": offset + size < len(paths),
+            "endCursor": _cursor(offset + size),
+        },
+        "nodes": [{"path": path} for path in page],
     }
 
 
