@@ -62,6 +62,8 @@ from .warehouse import Warehouse
 PUBLISHED_GROUP = "published"
 # Run tag accepting a catalog that shrank past DORA_CATALOG_MAX_SHRINK_PCT (like `run --accept-catalog-shrink`).
 ACCEPT_CATALOG_SHRINK_TAG = "dora/accept_catalog_shrink"
+# Run tag rebuilding incremental models from all history (like `run --full-refresh`).
+FULL_REFRESH_TAG = "dora/full_refresh"
 # Dagster concurrency pool of every model build and the publish. The instance limits it
 # to one step at a time (dagster.yaml, deploy/dagster.yaml: `concurrency: pools:
 # default_limit: 1`): two runs rebuilding the same table at once would collide.
@@ -326,8 +328,9 @@ def _model_asset(model: Model, graph: ModelGraph, writers: dict[str, list[AssetK
         wh = warehouse.migrated_warehouse()
         as_of = resolve_run_plan(context, wh).as_of  # never the wall clock: docs/operations.md
         with wh.connection() as conn:
+            full = context.run.tags.get(FULL_REFRESH_TAG, "").strip().lower() == "true"
             try:
-                rows = build_model(conn, model, model_parameters(wh.settings, as_of))
+                rows = build_model(conn, model, model_parameters(wh.settings, as_of), full_refresh=full)
             except GrainViolation as violation:
                 # The build refused the table (the previous one stays): record the failed
                 # audit where the UI shows checks, then fail the step.

@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=_date, help="last UTC day to extract (default: yesterday)")
     run.add_argument("--as-of", type=_timestamp, help="end of every current window (default: the day after --end)")
     run.add_argument("--source", action="append", help="only this source (repeatable); default: every configured one")
+    run.add_argument("--full-refresh", action="store_true",
+                     help="rebuild every model from all history (default: incremental models rebuild "
+                          "only the weeks new data can change)")
     run.add_argument("--accept-catalog-shrink", action="store_true",
                      help="accept a catalog snapshot that shrank by more than DORA_CATALOG_MAX_SHRINK_PCT")
 
@@ -221,7 +224,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     planned = {s.name: len(days(start, end)) if s.partitioned else 1 for s in configured_sources(settings, sources)}
     progress = Progress(args.status, planned, len(load_models().models))
     try:
-        result = run(warehouse, start, end, args.as_of, sources, on_load=progress.on_load, on_model=progress.on_model)
+        result = run(warehouse, start, end, args.as_of, sources, on_load=progress.on_load,
+                     on_model=progress.on_model, full_refresh=args.full_refresh)
     finally:
         progress.finish()
     _summary(result, settings)

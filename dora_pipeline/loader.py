@@ -252,14 +252,17 @@ def load_partition(
         # One load per source and day at a time (a row lock other roles cannot take).
         pipeline_lock(conn, f"load:{source}:{partition_date.isoformat()}")
         fresh = not partial and _first_load(conn, source, partition_date)
+        replaced = None
         for table, rows in batches.items():
             if table == "incident_components" and incident_ids:
-                _replace_incident_components(conn, incident_ids)
+                replaced = _replace_incident_components(conn, incident_ids)
             if rows:
                 direct = fresh and table not in snapshot_tables
                 result.rows[table] = _land(conn, TABLES[table], rows, nested, direct)
             if table in snapshot_tables:
                 _delete_missing(conn, TABLES[table], source, rows)
+        if replaced is not None:
+            _touch_incidents_with_new_components(conn, replaced)
         if partial:
             seen_keys.update(q[3] for q in quarantine if q[3] is not None)
             conn.execute(
@@ -463,17 +466,42 @@ def _sort_key(key: tuple) -> tuple:
     return tuple("" if part is None else str(part) for part in key)
 
 
-def _replace_incident_components(conn: psycopg.Connection, incident_ids: set[tuple[str, str]]) -> None:
-    """An incident's affected services are replaced whole when it is re-extracted."""
+def _replace_incident_components(conn: psycopg.Connection, incident_ids: set[tuple[str, str]]) -> list[tuple]:
+    """An incident's affected services are replaced whole when it is re-extracted.
+    Returns the incidents and their previous sets of components (one text per incident)."""
     sources = [s for s, _ in incident_ids]
     ids = [i for _, i in incident_ids]
+    return conn.execute(
+        """
+        with gone as (
+            delete from dora_raw.incident_components c
+            using unnest(%s::text[], %s::text[]) as k(source, external_id)
+            where c.source = k.source and c.external_id = k.external_id
+            returning c.source, c.external_id, c.service_key_type, c.service_key
+        )
+        select k.source, k.external_id,
+               (select string_agg(g.service_key_type || ':' || g.service_key, ',' order by g.service_key_type, g.service_key)
+                from gone as g where g.source = k.source and g.external_id = k.external_id)
+        from unnest(%s::text[], %s::text[]) as k(source, external_id)
+        """,
+        (sources, ids, sources, ids),
+    ).fetchall()
+
+
+def _touch_incidents_with_new_components(conn: psycopg.Connection, previous: list[tuple]) -> None:
+    """An incident whose components changed gets a new loaded_at although its own row did
+    not change: incremental models read loaded_at to find what a run must recompute."""
     conn.execute(
         """
-        delete from dora_raw.incident_components c
-        using unnest(%s::text[], %s::text[]) as k(source, external_id)
-        where c.source = k.source and c.external_id = k.external_id
+        update dora_raw.incidents as i set loaded_at = now()
+        from unnest(%s::text[], %s::text[], %s::text[]) as k(source, external_id, before)
+        where i.source = k.source and i.external_id = k.external_id
+          and k.before is distinct from (
+              select string_agg(c.service_key_type || ':' || c.service_key, ',' order by c.service_key_type, c.service_key)
+              from dora_raw.incident_components as c
+              where c.source = k.source and c.external_id = k.external_id)
         """,
-        (sources, ids),
+        ([p[0] for p in previous], [p[1] for p in previous], [p[2] for p in previous]),
     )
 
 

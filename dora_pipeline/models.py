@@ -73,6 +73,7 @@ class Model:
     grain: tuple[str, ...] = ()  # columns that identify a row; audited after every build
     parameters: frozenset[str] = frozenset()  # dora.* settings the SQL reads
     columns: tuple[str, ...] = ()  # output columns, when the SELECT names them (no *)
+    incremental: str | None = None  # time column: rows with it >= dora.dirty_since are rebuilt
 
     @property
     def code_version(self) -> str:
@@ -115,6 +116,10 @@ _DESCRIPTION_RE = re.compile(r"^\s*/\*(.*?)\*/", re.S)
 _INDEX_RE = re.compile(r"^\s*index:\s*(.+)$", re.M | re.I)
 # Lower-case and identifiers only, so prose such as "Grain: one row per ..." stays prose.
 _GRAIN_RE = re.compile(r"^\s*grain:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
+_INCREMENTAL_RE = re.compile(r"^\s*incremental:\s*([a-z_]\w*)\s*$", re.M)
+# The one parameter that differs per model: the start of the slice an incremental build
+# replaces ('-infinity' on a full build). Only incremental models may read it.
+DIRTY_SINCE = "dora.dirty_since"
 
 
 @cache
@@ -166,8 +171,14 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
     grains = [tuple(c.strip().lower() for c in m.group(1).split(",") if c.strip()) for m in _GRAIN_RE.finditer(description)]
     if len(grains) > 1:
         raise ModelError(f"{where}: declares its grain {len(grains)} times (one 'grain:' line)")
-    description = _GRAIN_RE.sub("", _INDEX_RE.sub("", description)).strip()
+    increments = [m.group(1) for m in _INCREMENTAL_RE.finditer(description)]
+    if len(increments) > 1:
+        raise ModelError(f"{where}: declares 'incremental:' {len(increments)} times (one time column)")
+    incremental = increments[0] if increments else None
+    description = _INCREMENTAL_RE.sub("", _GRAIN_RE.sub("", _INDEX_RE.sub("", description))).strip()
     parameters = _parameters_read(statement, where)
+    if DIRTY_SINCE in parameters and not incremental:
+        raise ModelError(f"{where}: reads {DIRTY_SINCE} but declares no 'incremental:' column")
     columns = {}
     outputs: list[str] = []
     # A UNION's columns (and their comments) are its first SELECT's.
@@ -180,6 +191,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         unknown = [c for c in grain if c not in outputs]
         if unknown:
             raise ModelError(f"{where}: grain names {', '.join(unknown)}, not a column of the model")
+    if incremental and outputs and "*" not in outputs and incremental not in outputs:
+        raise ModelError(f"{where}: incremental names {incremental}, not a column of the model")
     return Model(
         name=path.stem.lower(),
         layer=layer,
@@ -192,6 +205,7 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         grain=grain,
         parameters=parameters,
         columns=tuple(outputs) if "*" not in outputs else (),
+        incremental=incremental,
     )
 
 
@@ -205,7 +219,7 @@ def _parameters_read(statement: exp.Expression, where: str) -> frozenset[str]:
         if not isinstance(name, exp.Literal) or not name.is_string:
             raise ModelError(f"{where}: current_setting() must name its setting as a string literal")
         found.add(name.this)
-    undeclared = sorted(n for n in found if n not in MODEL_PARAMETERS)
+    undeclared = sorted(n for n in found if n not in MODEL_PARAMETERS and n != DIRTY_SINCE)
     if undeclared:
         raise ModelError(
             f"{where}: reads undeclared parameter(s) {', '.join(undeclared)} "
@@ -309,51 +323,233 @@ def _comment_statements(schema: str, model: Model) -> list[sql.Composed]:
     return out
 
 
-def build_model(conn: psycopg.Connection, model: Model, params: Mapping[str, str]) -> int:
+def build_model(
+    conn: psycopg.Connection,
+    model: Model,
+    params: Mapping[str, str],
+    *,
+    full_refresh: bool = False,
+    snapshots: dict[str, str] | None = None,
+) -> int:
     """(Re)build one model's table atomically; returns its row count.
 
-    The new table is built under a temporary name and swapped in, in one transaction:
-    a failing model leaves the previous table as it was.
+    A full build makes the table under a temporary name and swaps it in. An incremental
+    model (header line ``incremental: <column>``) whose inputs did not change since its
+    last build replaces only the rows with ``<column> >= dora.dirty_since`` (the slice
+    that rows loaded since then can touch, ``dirty_since``); ``full_refresh`` forces a
+    full build. Either way the model's state (dora_lib.model_state) is written in the same
+    transaction, and a failing build leaves the previous table and state as they were.
+    ``snapshots`` caches the content hashes of snapshot tables across one run's models.
     """
-    schema = sql.Identifier(model.schema)
-    target = sql.Identifier(model.schema, model.name)
-    staging_name = f"{model.name}__build"
-    building = sql.Identifier(model.schema, staging_name)
     started = time.monotonic()
     with conn.transaction():
         _refuse_crash_emptied_upstreams(conn, model)
         _set_parameters(conn, params)
-        conn.execute(sql.SQL("create schema if not exists {}").format(schema))
-        conn.execute(sql.SQL("drop table if exists {}").format(building))
-        try:
-            conn.execute(sql.SQL("create unlogged table {} as ").format(building) + sql.SQL(model.sql))
-        except psycopg.Error as exc:
-            message = (exc.diag.message_primary or str(exc)).strip()
-            raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
-        audit_grain(conn, model, building)
-        for i, columns in enumerate(model.indexes):
-            conn.execute(
-                sql.SQL("create index {} on {} ({})").format(
-                    sql.Identifier(f"{model.name}_idx{i}"[:63]),
-                    building,
-                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                )
-            )
-        conn.execute(sql.SQL("drop table if exists {}").format(target))
-        conn.execute(sql.SQL("alter table {} rename to {}").format(building, sql.Identifier(model.name)))
-        for i, _ in enumerate(model.indexes):
-            conn.execute(
-                sql.SQL("alter index {} rename to {}").format(
-                    sql.Identifier(model.schema, f"{model.name}_idx{i}"[:63]),
-                    sql.Identifier(f"{model.name}_i{i}"[:63]),
-                )
-            )
-        for statement in _comment_statements(model.schema, model):
-            conn.execute(statement)
-        conn.execute(sql.SQL("analyze {}").format(target))
-        rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
-    log.debug("model %s built: %d rows in %.2fs", model.qualified, rows, time.monotonic() - started)
+        # date <-> timestamptz comparisons (a week_start slice) and date_trunc in UTC.
+        conn.execute("select set_config('TimeZone', 'UTC', true)")
+        inputs, fresh = _inputs(conn, model, params, {} if snapshots is None else snapshots)
+        dirty = None
+        if model.incremental and not full_refresh:
+            dirty = dirty_since(conn, model, inputs, params)
+        conn.execute(
+            "select set_config(%s, %s, true)", (DIRTY_SINCE, "-infinity" if dirty is None else dirty.isoformat())
+        )
+        rows = _build_full(conn, model) if dirty is None else _build_slice(conn, model, dirty)
+        conn.execute(
+            """
+            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since)
+            values (%s, %s, %s, %s, %s)
+            on conflict (model) do update
+            set inputs = excluded.inputs, fresh_as_of = excluded.fresh_as_of, as_of = excluded.as_of,
+                dirty_since = excluded.dirty_since, built_at = now()
+            """,
+            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty),
+        )
+    log.debug(
+        "model %s built%s: %d rows in %.2fs",
+        model.qualified,
+        f" from {dirty.isoformat()}" if dirty else "",
+        rows,
+        time.monotonic() - started,
+    )
     return rows
+
+
+def _build_full(conn: psycopg.Connection, model: Model) -> int:
+    """Build the whole table under a temporary name, audit it, swap it in."""
+    schema = sql.Identifier(model.schema)
+    target = sql.Identifier(model.schema, model.name)
+    staging_name = f"{model.name}__build"
+    building = sql.Identifier(model.schema, staging_name)
+    # Tables rebuilt from raw every run need no WAL; an incremental table keeps rows
+    # across runs, so it must survive a crash.
+    create = sql.SQL("create table {} as " if model.incremental else "create unlogged table {} as ")
+    conn.execute(sql.SQL("create schema if not exists {}").format(schema))
+    conn.execute(sql.SQL("drop table if exists {}").format(building))
+    try:
+        conn.execute(create.format(building) + sql.SQL(model.sql))
+    except psycopg.Error as exc:
+        message = (exc.diag.message_primary or str(exc)).strip()
+        raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
+    audit_grain(conn, model, building)
+    for i, columns in enumerate(model.indexes):
+        conn.execute(
+            sql.SQL("create index {} on {} ({})").format(
+                sql.Identifier(f"{model.name}_idx{i}"[:63]),
+                building,
+                sql.SQL(", ").join(map(sql.Identifier, columns)),
+            )
+        )
+    conn.execute(sql.SQL("drop table if exists {}").format(target))
+    conn.execute(sql.SQL("alter table {} rename to {}").format(building, sql.Identifier(model.name)))
+    for i, _ in enumerate(model.indexes):
+        conn.execute(
+            sql.SQL("alter index {} rename to {}").format(
+                sql.Identifier(model.schema, f"{model.name}_idx{i}"[:63]),
+                sql.Identifier(f"{model.name}_i{i}"[:63]),
+            )
+        )
+    for statement in _comment_statements(model.schema, model):
+        conn.execute(statement)
+    conn.execute(sql.SQL("analyze {}").format(target))
+    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+
+
+def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> int:
+    """Replace the rows of an incremental model from ``dirty`` on, in place."""
+    target = sql.Identifier(model.schema, model.name)
+    column = sql.Identifier(model.incremental)
+    since = sql.Literal(dirty)
+    conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since))
+    try:
+        conn.execute(
+            sql.SQL("insert into {} select * from ({}) as m where m.{} >= {}").format(
+                target, sql.SQL(model.sql), column, since
+            )
+        )
+    except psycopg.Error as exc:
+        message = (exc.diag.message_primary or str(exc)).strip()
+        raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
+    audit_grain(conn, model, target)
+    conn.execute(sql.SQL("analyze {}").format(target))
+    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+
+
+# Raw tables whose rows carry partition_date and loaded_at are event tables: a row loaded
+# after a model's fresh_as_of dirties the model from its partition day (a record is
+# extracted in the partition of its event's day). Tables listed here change with a
+# parent row instead (the loader touches the incident when its components change).
+_CHILD_TABLES = frozenset({"dora_raw.incident_components"})
+# An event can change the numbers of an earlier one: an incident is blamed on the
+# deployment up to DORA_INCIDENT_WINDOW_HOURS before it.
+LATE_MARGIN_HOURS = ("dora.incident_window_hours",)
+
+
+def _event_tables(conn: psycopg.Connection) -> list[str]:
+    return [
+        row[0]
+        for row in conn.execute(
+            """
+            select table_schema || '.' || table_name from information_schema.columns
+            where table_schema = 'dora_raw' and column_name in ('partition_date', 'loaded_at')
+            group by 1 having count(*) = 2 order by 1
+            """
+        ).fetchall()
+    ]
+
+
+def _inputs(
+    conn: psycopg.Connection, model: Model, params: Mapping[str, str], snapshots: dict[str, str]
+) -> tuple[str, datetime]:
+    """The hash of everything a model's rows depend on except new raw events (its SQL, its
+    parameters but as_of, each upstream model's recorded inputs, the content of each
+    snapshot table it reads), and how fresh those inputs are: the oldest of now and the
+    upstream models' fresh_as_of. A concurrent load started before now may commit later,
+    so the oldest open transaction of the pipeline's role counts as now."""
+    deps = sorted(model.depends_on)
+    state = {
+        row[0]: (row[1], row[2])
+        for row in conn.execute(
+            "select model, inputs, fresh_as_of from dora_lib.model_state where model = any(%s)", (deps,)
+        ).fetchall()
+    }
+    fresh = conn.execute(
+        """
+        select least(now(), (select min(xact_start) from pg_stat_activity
+                             where pid <> pg_backend_pid() and usename = current_user
+                               and datname = current_database()))
+        """
+    ).fetchone()[0]
+    events = set(_event_tables(conn)) | _CHILD_TABLES
+    parts = [model.code_version]
+    parts += [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("dora.as_of", "work_mem")]
+    for dep in deps:
+        if dep in state:
+            parts.append(f"{dep}:{state[dep][0]}")
+            fresh = min(fresh, state[dep][1])
+        elif dep.split(".", 1)[0] in LAYER_SCHEMAS.values():
+            parts.append(f"{dep}:unbuilt")
+        elif dep not in events:
+            if dep not in snapshots:
+                snapshots[dep] = _content_hash(conn, dep)
+            parts.append(f"{dep}:{snapshots[dep]}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest(), fresh
+
+
+def _content_hash(conn: psycopg.Connection, table: str) -> str:
+    """A snapshot table's content (load times aside): the catalog, memberships, tier bands."""
+    schema, name = table.split(".", 1)
+    return conn.execute(
+        sql.SQL(
+            "select md5(coalesce(string_agg(r, chr(10) order by r), '')) "
+            "from (select (to_jsonb(t) - 'loaded_at')::text as r from {} as t) as rows"
+        ).format(sql.Identifier(schema, name))
+    ).fetchone()[0]
+
+
+def dirty_since(
+    conn: psycopg.Connection, model: Model, inputs: str, params: Mapping[str, str]
+) -> datetime | None:
+    """The start (a Monday, 00:00 UTC) of the slice of an incremental model that this
+    build must replace; None when the model needs a full build (never built, table gone,
+    or any input besides raw events changed).
+
+    The slice reaches back to the earliest of: the week holding the previous as_of and
+    the new one (windows and the partial week move), and the week of the earliest
+    partition any raw event loaded after the model's fresh_as_of belongs to, less the
+    late margin (an incident changes the deployment it blames)."""
+    previous = conn.execute(
+        "select inputs, fresh_as_of, as_of from dora_lib.model_state where model = %s", (model.qualified,)
+    ).fetchone()
+    if previous is None or previous[0] != inputs or previous[2] is None or "dora.as_of" not in params:
+        return None
+    if conn.execute("select to_regclass(%s)", (model.qualified,)).fetchone()[0] is None:
+        return None
+    changed = sql.SQL(" union all ").join(
+        sql.SQL("(select min(partition_date) as day from {} where loaded_at > {})").format(
+            sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
+        )
+        for table in _event_tables(conn)
+    )
+    margin = sum(int(params.get(name, 0)) for name in LATE_MARGIN_HOURS)
+    return conn.execute(
+        sql.SQL(
+            """
+            select date_trunc('week', least(
+                       -- as_of is an exclusive end: its week is the one holding the instant before
+                       {previous_as_of}::timestamptz - interval '1 microsecond',
+                       {as_of}::timestamptz - interval '1 microsecond',
+                       (select min(day) from ({changed}) as c)::timestamp at time zone 'UTC'
+                           - make_interval(hours => {margin})
+                   ), 'UTC')
+            """
+        ).format(
+            previous_as_of=sql.Literal(previous[2]),
+            as_of=sql.Literal(params["dora.as_of"]),
+            changed=changed,
+            margin=sql.Literal(margin),
+        )
+    ).fetchone()[0]
 
 
 def _refuse_crash_emptied_upstreams(conn: psycopg.Connection, model: Model) -> None:
@@ -579,12 +775,17 @@ def build_all(
     graph: ModelGraph,
     params: Mapping[str, str],
     on_model=None,
+    full_refresh: bool = False,
 ) -> dict[str, int]:
-    """Build every model in dependency order. ``on_model(model, rows, seconds)`` reports progress."""
+    """Build every model in dependency order (incremental ones by their dirty slice,
+    unless ``full_refresh``). ``on_model(model, rows, seconds)`` reports progress."""
     counts = {}
+    snapshots: dict[str, str] = {}
     for model in graph.ordered():
         started = time.monotonic()
-        counts[model.qualified] = build_model(conn, model, params)
+        counts[model.qualified] = build_model(
+            conn, model, params, full_refresh=full_refresh, snapshots=snapshots
+        )
         if on_model:
             on_model(model, counts[model.qualified], time.monotonic() - started)
     return counts

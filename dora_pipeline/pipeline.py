@@ -184,12 +184,14 @@ def build_and_publish(
     as_of: datetime,
     graph: ModelGraph | None = None,
     on_model: Callable | None = None,
+    full_refresh: bool = False,
 ) -> tuple[dict[str, int], dict[str, int]]:
-    """Build every model, then publish the marts in one transaction."""
+    """Build every model (incremental ones by the slice new data can change, unless
+    ``full_refresh``), then publish the marts in one transaction."""
     graph = graph or load_models()
     params = model_parameters(warehouse.settings, as_of)
     with warehouse.connection() as conn:
-        rows = build_all(conn, graph, params, on_model=on_model)
+        rows = build_all(conn, graph, params, on_model=on_model, full_refresh=full_refresh)
         published = publish(conn, graph.marts, warehouse.settings.reader_role)
     return rows, published
 
@@ -203,6 +205,7 @@ def run(
     on_load: Callable[[Source, date, LoadResult], None] | None = None,
     on_model: Callable | None = None,
     plan: RunPlan | None = None,
+    full_refresh: bool = False,
 ) -> RunResult:
     """Extract every configured source for the days start..end (inclusive), then build
     and publish. ``as_of`` defaults to the day after ``end`` (midnight UTC): the run plan
@@ -233,7 +236,7 @@ def run(
     result.seconds["extract"] = time.monotonic() - started
     started = time.monotonic()
     result.model_rows, result.published = build_and_publish(
-        warehouse, result.as_of, on_model=on_model
+        warehouse, result.as_of, on_model=on_model, full_refresh=full_refresh
     )
     result.seconds["models"] = time.monotonic() - started
     return result

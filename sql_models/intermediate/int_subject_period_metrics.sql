@@ -5,9 +5,13 @@ an incident later blames on them, its recovery and whether it was rework), chang
 incidents by when they opened. Tiers come from dora_lib.tier_bands and are decided on the exact values;
 the published numbers are rounded (4 decimals for deploys_per_day, 2 elsewhere).
 Weeks run from the subject's first event; windows exist for every subject.
-index: subject_ref */
+Incremental: a run computes only the periods ending at or after dora.dirty_since (the
+windows and the weeks that new data can change); the engine keeps the older weeks.
+index: subject_ref
+incremental: period_end */
 with periods as (
     select * from dora_intermediate.int_periods
+    where period_end >= current_setting('dora.dirty_since')::timestamptz
 ),
 -- Changes per subject are computed here, in flight, rather than materialised in a
 -- table of their own (four rows per PR: component, team, department, organisation),

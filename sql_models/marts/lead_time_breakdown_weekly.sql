@@ -5,7 +5,8 @@ week holding as_of. Stages: coding = first commit -> PR opened, review_wait = op
 first review (reviewed PRs), review = first review (or opened, when unreviewed) ->
 merged, release = merged -> production deploy. Medians of stages do not add up to the
 median lead time.
-grain: entity_ref, week_start */
+grain: entity_ref, week_start 
+incremental: week_start */
 select
     m.subject_ref as entity_ref,                -- component or group ref
     m.subject_kind as entity_kind,              -- component | group
@@ -33,3 +34,4 @@ left join dora_intermediate.int_components as c
   on c.entity_ref = m.subject_ref
  and m.subject_kind = 'component'
 where m.period_kind = 'week'
+  and m.period_start >= current_setting('dora.dirty_since')::timestamptz

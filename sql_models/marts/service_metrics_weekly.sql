@@ -1,7 +1,8 @@
 /* DORA metrics per component and ISO week (Monday, UTC): one row per component and
 week from its first event to the week holding as_of (that last week may be partial).
 Same measures and definitions as service_metrics over [week_start, week_start + 7d).
-grain: entity_ref, week_start */
+grain: entity_ref, week_start 
+incremental: week_start */
 select
     m.subject_ref as entity_ref,                -- component:namespace/name
     c.owner_ref,                                -- owning group; NULL for fallback refs
@@ -34,3 +35,4 @@ join dora_intermediate.int_components as c
   on c.entity_ref = m.subject_ref
 where m.subject_kind = 'component'
   and m.period_kind = 'week'
+  and m.period_start >= current_setting('dora.dirty_since')::timestamptz

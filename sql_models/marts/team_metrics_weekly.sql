@@ -1,6 +1,7 @@
 /* DORA metrics per group and ISO week (Monday, UTC), pooled over the group's components
 as in team_metrics.
-grain: group_ref, week_start */
+grain: group_ref, week_start 
+incremental: week_start */
 select
     m.subject_ref as group_ref,                 -- group:namespace/name
     g.parent_ref,                               -- parent group; NULL at the root
@@ -33,3 +34,4 @@ left join dora_staging.stg_catalog_groups as g
   on g.group_ref = m.subject_ref
 where m.subject_kind = 'group'
   and m.period_kind = 'week'
+  and m.period_start >= current_setting('dora.dirty_since')::timestamptz

@@ -6,11 +6,13 @@ may be partial); weeks without merged PRs read 0 with NULL medians. Team level o
 nothing is computed or published per person, and a week whose PRs come from fewer than
 DORA_ACTIVITY_MIN_AUTHORS distinct authors publishes its counts but no medians or
 shares (suppressed = true): they would describe one or two people.
-grain: group_ref, week_start */
+grain: group_ref, week_start
+incremental: week_start */
 with weeks as (
     select p.period_start, p.period_end
     from dora_intermediate.int_periods as p
     where p.period_kind = 'week'
+      and p.period_start >= current_setting('dora.dirty_since')::timestamptz
 ),
 groups as (
     select pr.group_ref, min(pr.merged_at) as first_merged_at
