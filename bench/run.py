@@ -90,7 +90,8 @@ def build_models(url: str, services: int, teams: int, days: int) -> dict:
     def on_model(model, rows, seconds):
         per_model[model.qualified] = seconds
 
-    seconds, (rows, published) = timed(build_and_publish, wh, as_of(), on_model=on_model)
+    # A full rebuild (the year's state may already be there): what figure 2 compares.
+    seconds, (rows, published) = timed(build_and_publish, wh, as_of(), on_model=on_model, full_refresh=True)
     ordered = dict(sorted(per_model.items(), key=lambda kv: -kv[1]))
     return {
         "seconds": seconds,
@@ -142,6 +143,9 @@ def figure_nightly(server: Server, size: Size) -> dict:
     empty = warehouse(empty_url, size.services, size.teams, size.days + 1, end=day)
     empty.migrate()
     empty_seconds, _ = timed(extract_partition, empty, get_source("synthetic"), day)
+    # The whole run of that one day (extract, every model, publish) into an empty warehouse:
+    # what an incremental nightly run is compared with.
+    empty_run_seconds, _ = timed(pipeline_run, empty, day, day, sources=[get_source("synthetic")])
     with psycopg.connect(server.admin_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{clone}" with (force)')
         conn.execute(f'drop database if exists "{clone}_empty" with (force)')
@@ -153,6 +157,7 @@ def figure_nightly(server: Server, size: Size) -> dict:
         "model_seconds": result.seconds["models"],
         "total_seconds": total,
         "same_day_into_empty_warehouse_seconds": empty_seconds,
+        "same_day_run_into_empty_warehouse_seconds": empty_run_seconds,
         "clone_seconds": clone_seconds,
     }
 
@@ -209,30 +214,33 @@ def report(results: dict) -> str:
             f"| 1. load ({x['rows']:,} rows, {x['days']} daily partitions) | loader "
             f"{x['rows_per_s']['loader']:,.0f} rows/s | COPY text {x['rows_per_s']['copy_text']:,.0f} rows/s "
             f"(binary {x['rows_per_s']['copy_binary']:,.0f}) | {x['ratio_vs_copy_text']:.2f} "
-            f"(vs binary {x['ratio_vs_copy_binary']:.2f}) | >= 0.6 |"
+            f"(vs binary {x['ratio_vs_copy_binary']:.2f}) | >= 0.6: {_met(x['ratio_vs_copy_text'] >= 0.6)} |"
         )
     if "models" in f:
         x = f["models"]
         lines.append(
-            f"| 2. model build + publish ({x['ours']['models']} models, {x['ours']['published_tables']} "
+            f"| 2. full model build + publish ({x['ours']['models']} models, {x['ours']['published_tables']} "
             f"tables, {x['ours']['published_rows']:,} rows) | {x['ours']['seconds']:.1f} s | tutorial's "
             f"four 30-day queries {x['baseline']['seconds']:.1f} s | {x['ratio_ours_to_baseline']:.3f} "
-            f"| <= 0.2 (aim 0.1) |"
+            f"| <= 0.2 (aim 0.1): {_met(x['ratio_ours_to_baseline'] <= 0.2)} |"
         )
     if "nightly" in f:
         x = f["nightly"]
         lines.append(
-            f"| 3. nightly run (+1 day, {x['rows_loaded']:,} rows) | extract+load "
-            f"{x['extract_load_seconds']:.1f} s, models {x['model_seconds']:.1f} s, total "
-            f"{x['total_seconds']:.1f} s | same day into an empty warehouse "
-            f"{x['same_day_into_empty_warehouse_seconds']:.1f} s | "
-            f"{x['extract_load_seconds'] / x['same_day_into_empty_warehouse_seconds']:.2f} | ~1 (scales with the day) |"
+            f"| 3. nightly run (+1 day, {x['rows_loaded']:,} rows; incremental models) | extract+load "
+            f"{x['extract_load_seconds']:.1f} s, models + publish {x['model_seconds']:.1f} s, total "
+            f"{x['total_seconds']:.1f} s | the same day's run into an empty warehouse "
+            f"{x['same_day_run_into_empty_warehouse_seconds']:.1f} s (its extract+load "
+            f"{x['same_day_into_empty_warehouse_seconds']:.1f} s) | "
+            f"{x['total_seconds'] / x['same_day_run_into_empty_warehouse_seconds']:.2f} | models + publish "
+            f"<= 10 s: {_met(x['model_seconds'] <= 10)}; ratio <= 3: "
+            f"{_met(x['total_seconds'] <= 3 * x['same_day_run_into_empty_warehouse_seconds'])} |"
         )
     if "memory" in f:
         x = f["memory"]
         lines.append(
             f"| 4. peak RSS of `dora-pipeline run` ({results['days']} days) | {x['max_rss_mib']:.0f} MiB "
-            f"| {x['seconds']:.0f} s wall | - | <= 1024 MiB |"
+            f"| {x['seconds']:.0f} s wall | - | <= 1024 MiB: {_met(x['max_rss_mib'] <= 1024)} |"
         )
     if "api" in f and "skipped" not in f["api"]:
         x = f["api"]
@@ -240,12 +248,16 @@ def report(results: dict) -> str:
             f"| 5. GitHub API ({x['prs']:,} PRs, {x['latency_ms']} ms latency) | "
             f"{x['requests_per_100_prs']:.2f} requests/100 PRs; {x['prs_per_s_concurrent']:,.0f} PRs/s "
             f"(concurrency {x['concurrency']}) | {x['prs_per_s_serial']:,.0f} PRs/s one at a time | "
-            f"{x['speedup']:.2f}x | <= 1.1 requests/100 PRs |"
+            f"{x['speedup']:.2f}x | <= 1.1 requests/100 PRs: {_met(x['requests_per_100_prs'] <= 1.1)} |"
         )
     if "scaling" in f:
         parts = ", ".join(f"{k}: {v['model_seconds']:.1f} s" for k, v in f["scaling"].items())
         lines.append(f"| 6. model build by services | {parts} | - | - | visible growth |")
     return "\n".join(lines)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 def main(argv: list[str] | None = None) -> int:

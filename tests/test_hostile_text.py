@@ -188,7 +188,7 @@ def test_dagster_preview_markdown_keeps_every_cell_in_its_column(hostile_db):
         preview = _team_preview(conn)
     rows = _table_cells(preview)
     assert len(rows) > len(HOSTILE)
-    assert {len(r) for r in rows} == {6}
+    assert {len(r) for r in rows} == {8}
     html = MarkdownIt("commonmark").enable("table").render(preview)
     assert "<script" not in html and "<img" not in html and "<a " not in html and "<em>" not in html
     assert not RAW_CONTROLS.search(preview)

@@ -234,10 +234,10 @@ def test_undeclared_parameter_fails_at_parse_time_with_the_file():
 
 
 def test_project_models_read_only_declared_parameters_and_every_declared_one_is_read():
-    from dora_pipeline.models import MODEL_PARAMETERS
+    from dora_pipeline.models import DIRTY_SINCE, MODEL_PARAMETERS
 
     read = set().union(*(m.parameters for m in load_models().ordered()))
-    assert read == set(MODEL_PARAMETERS)
+    assert read == set(MODEL_PARAMETERS) | {DIRTY_SINCE}
 
 
 def test_code_version_is_the_hash_of_the_sql():
@@ -246,7 +246,9 @@ def test_code_version_is_the_hash_of_the_sql():
     assert a.code_version != model("select 2 as a", "int_v").code_version
 
 
-def test_intermediate_tables_are_unlogged_and_published_tables_are_logged(warehouse):
+def test_rebuilt_tables_are_unlogged_incremental_and_published_tables_are_logged(warehouse):
+    """Tables rebuilt from raw every run need no WAL; an incremental model's table keeps
+    rows across runs and the published ones are what readers rely on: both logged."""
     from builders import at, build, component, deploy, group, load
 
     load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
@@ -255,14 +257,17 @@ def test_intermediate_tables_are_unlogged_and_published_tables_are_logged(wareho
         persistence = dict(
             conn.execute(
                 """
-                select n.nspname, string_agg(distinct c.relpersistence::text, '')
+                select n.nspname || '.' || c.relname, c.relpersistence::text
                 from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
                 where c.relkind = 'r' and n.nspname in ('dora_staging', 'dora_intermediate', 'dora_marts', 'dora_metrics')
-                group by n.nspname
                 """
             ).fetchall()
         )
-    assert persistence == {"dora_staging": "u", "dora_intermediate": "u", "dora_marts": "u", "dora_metrics": "p"}
+    models = load_models().ordered()
+    assert {m.qualified: persistence[m.qualified] for m in models} == {
+        m.qualified: "p" if m.incremental else "u" for m in models
+    }
+    assert {v for k, v in persistence.items() if k.startswith("dora_metrics.")} == {"p"}
 
 
 def _doc_sections(text: str) -> dict[str, str]:
