@@ -55,7 +55,7 @@ class Metric:
     title: str
     unit: str  # axis label: what one unit is
     short: str  # table header
-    tier_column: str
+    tier_column: str | None  # None: DORA publishes no tiers for it
     linthresh: float | None  # symlog scale, linear below this; None: a linear axis
     linscale: float = 0.35  # how many decades' height the linear part gets
 
@@ -69,8 +69,14 @@ METRICS = (
            "change_failure_tier", None),
     Metric("median_time_to_restore_minutes", "Time to restore", "minutes (median)", "restore min",
            "time_to_restore_tier", 1.0),
+    # DORA 2023/2024 (docs/metrics.md): recovery is tiered with the time-to-restore bands,
+    # rework has no published bands.
+    Metric("median_failed_deployment_recovery_minutes", "Failed deployment recovery time", "minutes (median)",
+           "recovery min", "failed_deployment_recovery_tier", 1.0),
+    Metric("rework_rate_pct", "Rework rate", "% of deployments", "rework %", None, None),
 )
 METRIC_BY_COLUMN = {m.column: m for m in METRICS}
+TIERED = tuple(m for m in METRICS if m.tier_column)  # the metrics the tier overview counts
 TIERS = ("elite", "high", "medium", "low")
 # Okabe-Ito, safe for the common colour-vision deficiencies; every use also carries text.
 TIER_COLOURS = {"elite": "#009E73", "high": "#56B4E9", "medium": "#E69F00", "low": "#D55E00"}
@@ -124,12 +130,18 @@ def missing_reason(metric: str, row: Mapping[str, Any] | None) -> str | None:
         return "no deploys"
     if metric == "median_time_to_restore_minutes":
         return "no incidents" if not row.get("incidents") else "incidents not resolved yet"
+    if metric == "median_failed_deployment_recovery_minutes":
+        if deployments == 0:
+            return "no deploys"
+        return "no failed deploys" if not row.get("failed_deployments") else "not recovered yet"
+    if metric == "rework_rate_pct":
+        return "no deploys"
     return "no data"
 
 
 def tier_gap_reason(metric: Metric, row: Mapping[str, Any]) -> str | None:
     """Why a row has no tier for ``metric``, None when it has one."""
-    if row.get(metric.tier_column):
+    if metric.tier_column is None or row.get(metric.tier_column):
         return None
     return missing_reason(metric.column, row) or "never deployed to production"
 
@@ -219,8 +231,9 @@ def y_ticks(metric: Metric, limits: tuple[float, float], bands: Sequence[Band]) 
     lo, hi = limits
     bounds = sorted({b for band in bands for b in (band.lower, band.upper) if b is not None and b > 0})
     if metric.linthresh is None:
-        step = 5 if hi <= 40 else 10 if hi <= 80 else 25
-        return [float(v) for v in range(0, int(hi) + 1, step)]
+        # A small rate (rework, a few percent) still gets a readable scale.
+        step = 0.5 if hi <= 2.5 else 1 if hi <= 8 else 5 if hi <= 40 else 10 if hi <= 80 else 25
+        return [i * step for i in range(int(hi / step) + 1)]
     inside = [v for v in bounds if lo <= v <= hi]
     decades = [d for d in (10.0**k for k in range(-3, 8)) if max(lo, metric.linthresh) <= d <= hi]
     # A decade right next to a boundary would print over it: the boundary wins.
@@ -293,7 +306,7 @@ def _by_week(rows: Iterable[dict], key: str) -> dict[str, dict[date, dict]]:
 
 
 _WEEKLY_COLUMNS = ["deployments", "lead_time_changes", "lead_time_coverage_pct", "failed_deployments",
-                   "incidents", "open_incidents"] + [c for m in METRICS for c in (m.column, m.tier_column)]
+                   "incidents", "open_incidents"] + [c for m in METRICS for c in (m.column, m.tier_column) if c]
 
 BREAKDOWN_TABLE = "lead_time_breakdown_weekly"
 _STAGE_RE = re.compile(r"^median_(\w+)_hours$")
@@ -634,13 +647,13 @@ class Charts:
         with self._mpl.rc_context(_RC):
             fig = self._figure(10, 2.5)
             ax = fig.add_subplot()
-            labels = [f"{m.title}" for m in METRICS]
-            ys = list(range(len(METRICS)))[::-1]
-            total = max((sum(counts[m.column].values()) for m in METRICS), default=0) or 1
+            labels = [f"{m.title}" for m in TIERED]
+            ys = list(range(len(TIERED)))[::-1]
+            total = max((sum(counts[m.column].values()) for m in TIERED), default=0) or 1
             for tier in (*TIERS, None):
                 lefts = [sum(counts[m.column].get(t, 0) for t in (*TIERS, None)[: (*TIERS, None).index(tier)])
-                         for m in METRICS]
-                widths = [counts[m.column].get(tier, 0) for m in METRICS]
+                         for m in TIERED]
+                widths = [counts[m.column].get(tier, 0) for m in TIERED]
                 ax.barh(ys, widths, left=lefts, height=0.62, label=tier or "no data",
                         color=TIER_COLOURS.get(tier, NO_DATA_COLOUR), edgecolor=GAP_COLOUR if tier is None else "white",
                         hatch="////" if tier is None else None, linewidth=0.8, zorder=2)
@@ -824,11 +837,11 @@ class _Page:
         return _environment().get_template(TEMPLATE).render(context)
 
     def overview(self, services: list[str]) -> dict:
-        counts: dict[str, dict[str | None, int]] = {m.column: {} for m in METRICS}
-        reasons: dict[str, dict[str, int]] = {m.column: {} for m in METRICS}
+        counts: dict[str, dict[str | None, int]] = {m.column: {} for m in TIERED}
+        reasons: dict[str, dict[str, int]] = {m.column: {} for m in TIERED}
         for ref in services:
             row = self.data.services[ref]
-            for metric in METRICS:
+            for metric in TIERED:
                 tier = row.get(metric.tier_column)
                 tier = tier if tier in TIERS else None
                 counts[metric.column][tier] = counts[metric.column].get(tier, 0) + 1
@@ -837,7 +850,7 @@ class _Page:
                     reasons[metric.column][why] = reasons[metric.column].get(why, 0) + 1
         title = f"Components per tier, last {OVERVIEW_WINDOW_DAYS} days"
         desc_parts, rows = [], []
-        for metric in METRICS:
+        for metric in TIERED:
             c = counts[metric.column]
             why = ", ".join(f"{n} {r}" for r, n in sorted(reasons[metric.column].items()))
             desc_parts.append(f"{metric.title}: " + ", ".join(f"{c.get(t, 0)} {t}" for t in TIERS)

@@ -269,12 +269,15 @@ def test_missing_data_is_a_labelled_gap_never_zero(published_db, pg_server_url, 
             conn.execute(
                 "update dora_metrics.team_metrics_weekly set deployments = 0, deploys_per_day = 0, "
                 "median_lead_time_hours = null, change_failure_rate_pct = null, change_failure_tier = null, "
-                "lead_time_tier = null, incidents = 0, median_time_to_restore_minutes = null "
+                "lead_time_tier = null, incidents = 0, median_time_to_restore_minutes = null, "
+                "failed_deployments = 0, median_failed_deployment_recovery_minutes = null, "
+                "failed_deployment_recovery_tier = null, rework_deployments = 0, rework_rate_pct = null "
                 "where group_ref = %s and week_start = %s", (team, week))
         page = write_report(_settings(url, role), tmp_path / "gap.html", team=team).path.read_text()
     section = next(iter(_sections(page).values()))
     row = re.search(rf'<tr><th scope="row">{week.isoformat()}</th>(.*?)</tr>', section).group(1)
-    assert row.count("– no deploys") == 2 and "– no incidents" in row  # lead time and CFR; time to restore
+    # lead time, CFR, recovery and rework; time to restore
+    assert row.count("– no deploys") == 4 and "– no incidents" in row
     assert f"{week:%d %b}: no deploys" in section  # in the chart captions
     assert "Gaps: 1 week no deploys" in section  # in the charts' text descriptions
 
@@ -398,8 +401,11 @@ JSON.stringify(Array.from(document.querySelectorAll('section.team')).map(s => {
   return {
     id: s.id,
     charts: svgs.length,
+    // A trend draws its line, markers, axes and four tier bands; rework rate has no bands.
     drawn: svgs.filter(v => { const r = v.getBoundingClientRect(); return r.width > 200 && r.height > 80
-                                && v.querySelectorAll('path').length > 10; }).length,
+                                && v.querySelectorAll('path').length
+                                   > (v.querySelector('title').textContent.startsWith('Rework rate') ? 6 : 10);
+                            }).length,
     titled: svgs.filter(v => v.querySelector('title') && v.querySelector('desc')).length,
   };
 }))
