@@ -182,8 +182,10 @@ def test_a_backfill_run_publishes_exactly_what_run_publishes_and_reruns_change_n
 
     environment(settings, monkeypatch, other_database, **SYNTHETIC_ENV)
     defs = build_definitions(Settings.from_env())
-    every_asset = defs.resolve_asset_graph().get_all_asset_keys()
     with instance_for_test() as instance:
+        # Inside the instance's context: resolving the graph reads the current instance's
+        # definitions-state storage (another test's disposed instance must not be it).
+        every_asset = defs.resolve_asset_graph().get_all_asset_keys()
         # Materialize all, one run over the range: what a single-run backfill launches.
         tags = {RANGE_START: START.isoformat(), RANGE_END: END.isoformat()}
         result = execute(defs, instance, every_asset, tags)
@@ -230,8 +232,8 @@ def test_a_model_materialized_on_its_own_takes_the_latest_partition_never_the_cl
 ):
     environment(settings, monkeypatch, database_url, **SYNTHETIC_ENV)
     defs = build_definitions(Settings.from_env())
-    graph = defs.resolve_asset_graph()
     with instance_for_test() as instance:
+        graph = defs.resolve_asset_graph()
         job = defs.resolve_job_def("build_and_publish")
         # Nothing extracted yet: a clear error, not a window ending now.
         nothing = job.execute_in_process(instance=instance, raise_on_error=False)
