@@ -339,30 +339,33 @@ class Settings:
         "DORA_RULE_BASELINE_DAYS", 60, "the baseline period before it", minimum=1
     )
     rule_min_sample: int = _rules(
-        "DORA_RULE_MIN_SAMPLE", 5, "least events in the recent period to judge", minimum=1
+        "DORA_RULE_MIN_SAMPLE",
+        5,
+        "least deployments or PRs in each period for a rate or median rule",
+        minimum=1,
     )
     rule_min_incidents: int = _rules(
         "DORA_RULE_MIN_INCIDENTS",
         2,
-        "least incidents in the recent period to judge restores",
+        "least resolved incidents in each period for `slow_restore`",
         minimum=1,
     )
     rule_review_wait_hours: float = _rules(
         "DORA_RULE_REVIEW_WAIT_HOURS",
         24.0,
-        "fires when the median wait for a first review exceeds it",
+        "fires when the median wait for a first review reaches it",
     )
     rule_change_failure_pct: float = _rules(
-        "DORA_RULE_CHANGE_FAILURE_PCT", 15.0, "fires when the change failure rate exceeds it"
+        "DORA_RULE_CHANGE_FAILURE_PCT", 15.0, "fires when the change failure rate reaches it"
     )
     rule_restore_minutes: float = _rules(
-        "DORA_RULE_RESTORE_MINUTES", 1440.0, "fires when the median time to restore exceeds it"
+        "DORA_RULE_RESTORE_MINUTES", 1440.0, "fires when the median time to restore reaches it"
     )
     rule_low_deploys_per_week: float = _rules(
         "DORA_RULE_LOW_DEPLOYS_PER_WEEK",
         2.0,
-        "fires when there are fewer deploys a week than this while the median PR changes more "
-        "lines than `DORA_RULE_LARGE_PR_LINES`",
+        "fires when there are fewer deploys a week than this while the median PR changes at "
+        "least `DORA_RULE_LARGE_PR_LINES` lines",
     )
     rule_large_pr_lines: int = _rules(
         "DORA_RULE_LARGE_PR_LINES", 400, "see `DORA_RULE_LOW_DEPLOYS_PER_WEEK`"
