@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from dora_pipeline.config import Settings
-from dora_pipeline.http import HttpClient
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.records import Incident, Quarantined
 from dora_pipeline.sources import ExtractContext, Source, SourceError
+from dora_pipeline.sources.http import HttpClient
 
 import faults
 
