@@ -1,7 +1,9 @@
 """The HTTP layer every vendor source shares, and the one retry loop behind it.
 
 ``RetryLoop.run`` is the only place a source retries: a call makes at most
-``max_retries + 1`` attempts (one request each), whatever fails. Timeouts on every
+``max_retries + 1`` attempts (one request each), whatever fails. (A GitHub App's expired
+installation token is renewed and the request re-sent once inside an attempt, by
+``github_app.InstallationAuth``: authentication, not a retry.) Timeouts on every
 request; capped exponential backoff with jitter for connection errors, timeouts, 5xx
 and bodies that are not valid JSON; ``Retry-After`` and the rate-limit headers honoured
 for 429 and rate-limited 403; a hook for vendors whose rate limit is not an HTTP status
