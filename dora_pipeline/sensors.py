@@ -1,6 +1,6 @@
 """Sensors: the ArgoCD poll, the run-failure alert, and the rebuild of models after an extract.
 
-- ``argocd_poll`` calls ``dora_pipeline.sources.argocd.poll`` every ``ARGOCD_POLL_SECONDS``
+- ``argocd_poll`` calls ``poll_argocd`` every ``ARGOCD_POLL_SECONDS``
   (default 180): ArgoCD keeps only the last few history entries of an Application, so
   waiting for the nightly partition run could lose deployments. It requests no run; the
   rows it lands are picked up by the next model build.
@@ -15,6 +15,7 @@
 
 # No `from __future__ import annotations`: Dagster inspects the context annotations at runtime.
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -34,10 +35,13 @@ from dagster import (
 )
 
 from .config import Settings
+from .loader import load_partition
 from .resources import WarehouseResource
 from .sources.argocd import SOURCE as ARGOCD
-from .sources.argocd import poll
-from .warehouse import redact_url
+from .sources.argocd import ArgoCDSource
+from .warehouse import Warehouse, redact_url
+
+log = logging.getLogger(__name__)
 
 ALERT_TIMEOUT_SECONDS = 10
 MAX_ERROR_CHARS = 400
@@ -45,6 +49,38 @@ MAX_STEPS_LISTED = 5
 
 
 # ---------------------------------------------------------------- ArgoCD
+
+
+def poll_argocd(warehouse: Warehouse, source: ArgoCDSource | None = None) -> dict:
+    """Record every ArgoCD history entry and failed operation visible now.
+
+    Called by the ``argocd_poll`` sensor every ``ARGOCD_POLL_SECONDS``
+    (``Settings.argocd_poll_seconds``). The source reads the cluster
+    (``ArgoCDSource.visible_by_day``); here each UTC day is landed through
+    ``load_partition(..., partial=True)``: rows upsert on their natural keys (so an entry
+    seen by both a poll and the partition run is stored once), quarantine rows are
+    replaced only for the keys seen, and ``extract_log`` is left to the partition runs.
+    Problems without a date land in today's partition.
+
+    Returns a summary for the sensor's log: ``{"skipped": reason}`` when ArgoCD is not
+    configured, else ``{"applications", "days", "rows", "quarantined"}``.
+    Raises ``SourceError`` when the cluster cannot be read (nothing is loaded then).
+    """
+    source = source or ARGOCD
+    settings = warehouse.settings
+    reason = source.skip_reason(settings)
+    if reason:
+        return {"skipped": reason}
+    applications, by_day = source.visible_by_day(settings)
+    rows = quarantined = 0
+    with warehouse.connection() as conn:
+        for day in sorted(by_day):
+            result = load_partition(conn, source.name, day, by_day[day], partial=True)
+            rows += result.rows.get("deployments", 0)
+            quarantined += result.quarantined
+    summary = {"applications": applications, "days": len(by_day), "rows": rows, "quarantined": quarantined}
+    log.info("argocd poll: %s", summary)
+    return summary
 
 
 def argocd_poll_sensor(settings: Settings) -> SensorDefinition:
@@ -69,7 +105,7 @@ def argocd_poll_sensor(settings: Settings) -> SensorDefinition:
         if wh.url not in migrated:  # once per process: polls land in dora_raw
             wh.migrate()
             migrated.add(wh.url)
-        summary = poll(wh)
+        summary = poll_argocd(wh)
         if "skipped" in summary:
             return SkipReason(f"ArgoCD is not configured: {summary['skipped']}")
         context.log.info(f"argocd poll: {summary}")

@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from dora_pipeline.config import Settings
-from dora_pipeline.http import HttpClient
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.records import Incident, Quarantined
 from dora_pipeline.sources import ExtractContext, Source, SourceError
+from dora_pipeline.sources.http import HttpClient
 
 import faults
 
@@ -229,3 +229,17 @@ def test_the_session_is_a_plain_requests_session_without_hidden_retries():
     adapter = client.session.get_adapter("http://127.0.0.1:9/")
     assert isinstance(adapter, requests.adapters.HTTPAdapter)
     assert adapter.max_retries.total == 0
+
+
+def test_one_call_makes_at_most_its_attempts_in_requests_when_failures_alternate(server):
+    # 5xx then a truncated body, over and over: invalid JSON used to be retried around
+    # the status retries, (max_retries + 1) ** 2 = 36 requests for this one call.
+    waits: list[float] = []
+    server.queue(*[fault for _ in range(20) for fault in (faults.status(503), faults.truncate())])
+    client = HttpClient(server.url, name="probe", headers={"Authorization": f"Token token={TOKEN}"},
+                        timeout=1, max_retries=5, backoff_base=0.01, sleep=waits.append)
+    with faults.inject("http: 503 and truncated JSON in turn"):
+        with pytest.raises(SourceError, match=r"probe: GET /incidents returned invalid JSON after 6 attempts"):
+            client.get_json("incidents")
+        assert len(server.log) == 6 == client.requests_sent
+        assert len(waits) == 5

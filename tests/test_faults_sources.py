@@ -382,3 +382,84 @@ def test_persistent_failure_fails_the_partition_whole_with_a_clear_message(
             assert "5 attempts" in message, message  # DORA_HTTP_MAX_RETRIES=4: a cap, then failure
             with wh.connection() as conn:
                 assert faults.raw_rows(conn) == 0
+
+
+# ------------------------------------------------------------- the retry budget
+
+ATTEMPTS = 5  # DORA_HTTP_MAX_RETRIES=4 in _setup: one attempt and four retries per call
+
+
+def _graphql_rate_limited(document: object, request: faults.Request) -> dict:
+    """GitHub's primary limit on GraphQL: HTTP 200 with an error body."""
+    return {"errors": [{"type": "RATE_LIMITED", "message": "API rate limit already exceeded for user ID 1."}]}
+
+
+def _spent_rate_limit(v: Vendor) -> faults.Fault:
+    # GitHub's REST primary limit; reset a few seconds ahead (the sleep only records it).
+    return faults.status(403, v.second_page, x_ratelimit_remaining="0",
+                         x_ratelimit_reset=str(int(datetime.now(UTC).timestamp()) + 3))
+
+
+# Each failure kind, one Fault per request so that they can be mixed in any order.
+FAILURES: dict[str, Callable[[Vendor], faults.Fault]] = {
+    "429 with Retry-After": lambda v: faults.status(429, v.second_page, Retry_After="1"),
+    "5xx": lambda v: faults.status(503, v.second_page),
+    "rate-limit headers with reset": _spent_rate_limit,
+    "GraphQL 200 with RATE_LIMITED": lambda v: faults.rewrite(_graphql_rate_limited, v.second_page),
+    "invalid JSON": lambda v: faults.truncate(v.second_page),
+    "connection reset": lambda v: faults.reset(v.second_page),
+}
+
+
+def _failures_of(vendor: str) -> list[str]:
+    """The kinds a vendor answers with: only GitHub's GraphQL rate-limits in a 200, and the
+    Kubernetes API limits with 429 + Retry-After (its 403 is RBAC, failing at once)."""
+    skip = {"github": set(), "argocd": {"rate-limit headers with reset"}}.get(
+        vendor, set()) | ({"GraphQL 200 with RATE_LIMITED"} if vendor != "github" else set())
+    return [kind for kind in FAILURES if kind not in skip]
+
+
+def _second_page_requests(vendor: Vendor, server: faults.FaultyServer) -> int:
+    return sum(1 for request, _ in server.log if vendor.second_page(request))
+
+
+@pytest.mark.parametrize(("vendor", "kind"), [
+    (vendor, kind) for vendor in VENDORS for kind in [*_failures_of(vendor), "all kinds in turn"]])
+def test_a_call_makes_at_most_its_attempts_in_requests_whatever_fails(
+        vendor, kind, httpserver, fresh_warehouse, tmp_path):
+    v = VENDORS[vendor]
+    kinds = _failures_of(vendor) if kind == "all kinds in turn" else [kind]
+    with _setup(v, httpserver, fresh_warehouse, tmp_path) as (server, wh, clean):
+        waits: list[float] = []
+        # Far more failures than attempts, the kinds in turn: invalid JSON and rate limits
+        # in a 200 used to be retried around the status retries, (n+1)^2 requests a call.
+        server.queue(*[FAILURES[kinds[i % len(kinds)]](v) for i in range(4 * ATTEMPTS)])
+        with faults.inject(f"{vendor}: {kind} on every attempt"):
+            with pytest.raises(SourceError) as raised:
+                extract_partition(wh, v.source(waits), DAY)
+            message = str(raised.value)
+            assert message.startswith(f"{vendor}:") and f"after {ATTEMPTS} attempts" in message, message
+            sent = _second_page_requests(v, server)
+            assert sent <= ATTEMPTS, (sent, server.injected())
+            assert sent == ATTEMPTS, server.injected()  # and every retry was made
+            assert len(waits) == ATTEMPTS - 1  # a wait between two attempts, none after the last
+            if kind == "GraphQL 200 with RATE_LIMITED":
+                assert set(waits) == {60.0}  # no reset header: a minute, as documented
+            with wh.connection() as conn:
+                assert faults.raw_rows(conn) == 0
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_wait_beyond_max_wait_is_refused_after_one_request_without_sleeping(
+        vendor, httpserver, fresh_warehouse, tmp_path):
+    v = VENDORS[vendor]
+    with _setup(v, httpserver, fresh_warehouse, tmp_path) as (server, wh, clean):
+        waits: list[float] = []
+        server.queue(faults.status(429, v.second_page, times=99, Retry_After="86400"))
+        with faults.inject(f"{vendor}: Retry-After of a day"):
+            with pytest.raises(SourceError) as raised:
+                extract_partition(wh, v.source(waits), DAY)
+            assert "asked to wait 86400s" in str(raised.value), raised.value
+            assert str(raised.value).startswith(f"{vendor}:")
+            assert _second_page_requests(v, server) == 1
+            assert waits == []

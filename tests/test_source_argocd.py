@@ -9,8 +9,9 @@ import yaml
 
 from dora_pipeline.config import ConfigError, Settings
 from dora_pipeline.pipeline import extract_partition
+from dora_pipeline.sensors import poll_argocd
 from dora_pipeline.sources import SourceError, get_source
-from dora_pipeline.sources.argocd import ArgoCDSource, application_records, poll
+from dora_pipeline.sources.argocd import ArgoCDSource, application_records
 from dora_pipeline.warehouse import Warehouse
 
 from conftest import REFERENCE, settings_with
@@ -61,7 +62,7 @@ def test_registered_and_skipped_without_configuration(warehouse):
         "ARGOCD_KUBECONFIG is not set and not running in a Kubernetes pod"
     )
     assert extract_partition(warehouse, source, DAY1) is None
-    assert poll(warehouse) == {"skipped": source.skip_reason(warehouse.settings)}
+    assert poll_argocd(warehouse) == {"skipped": source.skip_reason(warehouse.settings)}
     in_pod = Settings.from_env({"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
     assert source.skip_reason(in_pod) is None
     turned_off = Settings.from_env({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "ARGOCD_KUBECONFIG": "off"})
@@ -221,7 +222,7 @@ def test_history_rolling_off_between_polls_loses_nothing_and_counts_nothing_twic
     k8s.applications = [_app("api", "uid-api", entries)]
     wh = _warehouse(settings, k8s, tmp_path)
 
-    first = poll(wh, _source())
+    first = poll_argocd(wh, _source())
     assert first == {"applications": 1, "days": 2, "rows": 3, "quarantined": 0}
 
     # ArgoCD keeps only the last revisionHistoryLimit entries: 1 and 2 roll off, 4 and 5 arrive.
@@ -229,7 +230,7 @@ def test_history_rolling_off_between_polls_loses_nothing_and_counts_nothing_twic
         (4, SHA2, "2025-03-04T09:00:00Z"),
         (5, SHA1, "2025-03-04T10:00:00Z"),
     ])]
-    second = poll(wh, _source())
+    second = poll_argocd(wh, _source())
     assert second["rows"] == 3
 
     expected = [("uid-api:1", DAY1), ("uid-api:2", DAY1), ("uid-api:3", DAY2),
@@ -250,8 +251,8 @@ def test_history_rolling_off_between_polls_loses_nothing_and_counts_nothing_twic
 def test_polls_replace_quarantine_rows_only_for_what_they_see(settings, k8s, tmp_path, conn):
     k8s.applications = [_app("web", "uid-web", [(1, SHA1, "2025-03-03T10:00:00Z")])]
     wh = _warehouse(settings, k8s, tmp_path, ARGOCD_ENVIRONMENT_FROM="label:env")
-    poll(wh, _source())
-    poll(wh, _source())
+    poll_argocd(wh, _source())
+    poll_argocd(wh, _source())
     quarantine = "select record_key, reason from dora_raw.quarantine order by 1"
     assert conn.execute(quarantine).fetchall() == [("argocd:uid-web:1", "environment: is missing")]
 
@@ -259,12 +260,12 @@ def test_polls_replace_quarantine_rows_only_for_what_they_see(settings, k8s, tmp
     # the first entry's quarantine row stays (the poll only saw part of the day).
     k8s.applications = [_app("web", "uid-web", [(2, SHA1, "2025-03-03T11:00:00Z")],
                              labels={"env": "production"})]
-    assert poll(wh, _source())["rows"] == 1
+    assert poll_argocd(wh, _source())["rows"] == 1
     assert conn.execute(quarantine).fetchall() == [("argocd:uid-web:1", "environment: is missing")]
 
     # Once the label is fixed upstream, the entry lands and its quarantine row goes.
     k8s.applications = [_app("web", "uid-web", [(1, SHA1, "2025-03-03T10:00:00Z")],
                              labels={"env": "production"})]
-    poll(wh, _source())
+    poll_argocd(wh, _source())
     assert conn.execute(quarantine).fetchall() == []
     assert [r[0] for r in _deployments(conn)] == ["uid-web:1", "uid-web:2"]

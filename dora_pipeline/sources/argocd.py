@@ -4,10 +4,12 @@ Each ``status.history`` entry of an Application is one successful, full sync: a
 deployment (natural key: application UID + history id). A ``status.operationState`` in
 phase ``Failed`` or ``Error`` is a failed attempt (natural key: application UID +
 the operation's ``startedAt``). ArgoCD keeps only the last ``revisionHistoryLimit``
-history entries, so besides the daily partition a Dagster sensor calls ``poll`` every
-``ARGOCD_POLL_SECONDS``: it records every entry visible now, so an entry that rolls
-off between two partition runs is already stored, and the natural keys make sure
-nothing is counted twice. See docs/sources/argocd.md.
+history entries, so besides the daily partition a Dagster sensor
+(``dora_pipeline.sensors.poll_argocd``) lands ``visible_by_day`` every
+``ARGOCD_POLL_SECONDS``: every entry visible now, so an entry that rolls off between
+two partition runs is already stored, and the natural keys make sure nothing is
+counted twice. The source only reads the cluster; the sensor writes to the warehouse.
+See docs/sources/argocd.md.
 """
 
 from __future__ import annotations
@@ -19,16 +21,16 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from ..config import Settings
-from ..loader import load_partition
 from ..records import SHA_RE, Deployment, Quarantined
 from .base import ExtractContext, Source, SourceError
+from .http import InvalidJson, Retry, RetryLoop, RetryPolicy, rate_limit_wait
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 FAILED_PHASES = frozenset({"Failed", "Error"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_WAIT_SECONDS = 60.0  # longest pause between two attempts at one page
+BACKOFF_CAP_SECONDS = 60.0  # longest backoff between two attempts at one page
 # In a pod the in-cluster config is used by default; these values of ARGOCD_KUBECONFIG
 # turn the source off there (a cluster without ArgoCD).
 OFF_VALUES = frozenset({"off", "none", "disabled"})
@@ -161,8 +163,9 @@ class ApplicationLister:
     A 410 Gone means the continue token expired (the API server keeps a consistent
     snapshot only for a few minutes): the list restarts from the beginning, at most
     ``max_restarts`` times, and pages from the abandoned attempt are dropped so no
-    application is seen twice. 429 and 5xx answers and connection errors are retried
-    with backoff; anything else fails the extract with ``SourceError``.
+    application is seen twice. Each page goes through the shared ``RetryLoop``: 429 and
+    5xx answers (``Retry-After`` honoured), connection errors and bodies that are not
+    valid JSON are retried; anything else fails the extract with ``SourceError``.
     """
 
     def __init__(
@@ -170,23 +173,19 @@ class ApplicationLister:
         api: object,
         namespaces: tuple[str, ...],
         *,
+        retry: RetryLoop,
         page_size: int = 100,
         max_restarts: int = 3,
-        max_retries: int = 5,
-        backoff_base: float = 0.5,
         timeout: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
         in_cluster: bool = False,
     ) -> None:
         self.api = api
         self.in_cluster = in_cluster
         self.namespaces = namespaces
+        self.retry = retry
         self.page_size = page_size
         self.max_restarts = max_restarts
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
         self.timeout = timeout
-        self.sleep = sleep
         self.restarts = 0
 
     def list_all(self) -> list[dict]:
@@ -219,38 +218,32 @@ class ApplicationLister:
         )
 
     def _page(self, namespace: str | None, token: str | None) -> dict:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as Urllib3Error
-
         kwargs = {"limit": self.page_size, "_request_timeout": (self.timeout, self.timeout)}
         if token:
             kwargs["_continue"] = token
-        last = "no attempt"
-        for attempt in range(self.max_retries + 1):
-            wait = min(MAX_WAIT_SECONDS, self.backoff_base * (2**attempt))
-            try:
-                if namespace is None:
-                    return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-                return self.api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
-            except ApiException as exc:
-                if exc.status == 410:
-                    raise
-                if exc.status not in RETRY_STATUSES:
-                    raise SourceError(_api_error(exc, namespace, self.in_cluster)) from None
-                last = f"HTTP {exc.status}"
-                retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                if retry_after and str(retry_after).strip().isdigit():
-                    wait = min(MAX_WAIT_SECONDS, float(retry_after))
-            except (Urllib3Error, ValueError) as exc:
-                # ValueError: a body cut off mid-JSON, which the client fails to decode.
-                last = type(exc).__name__
-            if attempt < self.max_retries:
-                log.info("argocd: listing %s: %s, retrying in %.1fs", _scope_name(namespace), last, wait)
-                self.sleep(wait)
-        raise SourceError(
-            f"argocd: listing applications in {_scope_name(namespace)} failed after "
-            f"{self.max_retries + 1} attempts: {last}"
-        )
+        return self.retry.run(f"argocd: listing applications in {_scope_name(namespace)}",
+                              lambda: self._attempt(namespace, kwargs))
+
+    def _attempt(self, namespace: str | None, kwargs: dict) -> dict | Retry:
+        """One request for one page, or why to try again; a 410 is raised for ``_list_scope``."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+
+        try:
+            if namespace is None:
+                return self.api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+            return self.api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+        except ApiException as exc:
+            if exc.status == 410:
+                raise
+            if exc.status not in RETRY_STATUSES:
+                raise SourceError(_api_error(exc, namespace, self.in_cluster)) from None
+            return Retry(f"HTTP {exc.status}", rate_limit_wait(exc.headers or {}, time.time()))
+        except ValueError as exc:
+            # A body cut off mid-JSON, which the client fails to decode.
+            return InvalidJson(f"{type(exc).__name__}: {exc}")
+        except Urllib3Error as exc:
+            return Retry(type(exc).__name__)
 
 
 def _scope_name(namespace: str | None) -> str:
@@ -287,14 +280,15 @@ class ArgoCDSource(Source):
         page_size: int = 100,
         max_restarts: int = 3,
         backoff_base: float = 0.5,
+        max_wait: float = 900.0,
         timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``timeout`` defaults to DORA_HTTP_TIMEOUT_SECONDS and the attempts per page to
+        DORA_HTTP_MAX_RETRIES + 1; ``max_wait`` caps one ``Retry-After`` wait."""
         self.page_size = page_size
         self.max_restarts = max_restarts
-        self.backoff_base = backoff_base
-        self.timeout = timeout
-        self.sleep = sleep
+        self.retry = RetryPolicy(timeout, None, backoff_base, max_wait, sleep, backoff_cap=BACKOFF_CAP_SECONDS)
 
     def skip_reason(self, settings: Settings) -> str | None:
         if settings.argocd_kubeconfig.lower() in OFF_VALUES:
@@ -336,12 +330,10 @@ class ArgoCDSource(Source):
             lister = ApplicationLister(
                 client.CustomObjectsApi(api_client),
                 settings.argocd_namespaces,
+                retry=self.retry.loop(settings),
                 page_size=self.page_size,
                 max_restarts=self.max_restarts,
-                max_retries=settings.http_max_retries,
-                backoff_base=self.backoff_base,
-                timeout=self.timeout or settings.http_timeout_seconds,
-                sleep=self.sleep,
+                timeout=self.retry.timeout_for(settings),
                 in_cluster=in_cluster,
             )
             return lister.list_all()
@@ -358,42 +350,17 @@ class ArgoCDSource(Source):
         """The entries that finished on ``day`` (UTC), plus problems that have no date."""
         return [r for r in self.records(ctx.settings) if record_day(r) in (day, None)]
 
+    def visible_by_day(self, settings: Settings) -> tuple[int, dict[date, list[Deployment | Quarantined]]]:
+        """What the poll lands: how many Applications are visible now, and every entry and
+        failed operation of theirs grouped by the UTC day it finished (problems without a
+        date: today). Reads the cluster only; the caller writes to the warehouse."""
+        applications = self.applications(settings)
+        today = datetime.now(UTC).date()
+        by_day: dict[date, list[Deployment | Quarantined]] = defaultdict(list)
+        for app in applications:
+            for record in application_records(app, settings.argocd_environment_from):
+                by_day[record_day(record) or today].append(record)
+        return len(applications), dict(by_day)
+
 
 SOURCE = ArgoCDSource()
-
-
-def poll(warehouse, source: ArgoCDSource | None = None) -> dict:
-    """Record every ArgoCD history entry and failed operation visible now.
-
-    Called by the Dagster sensor every ``ARGOCD_POLL_SECONDS`` (``Settings.argocd_poll_seconds``).
-    Entries are grouped by the UTC day they finished and each day is landed through
-    ``load_partition(..., partial=True)``: rows upsert on their natural keys (so an
-    entry seen by both a poll and the partition run is stored once), quarantine rows
-    are replaced only for the keys seen, and ``extract_log`` is left to the partition
-    runs. Problems without a date land in today's partition.
-
-    Returns a summary for the sensor's log: ``{"skipped": reason}`` when ArgoCD is not
-    configured, else ``{"applications", "days", "rows", "quarantined"}``.
-    Raises ``SourceError`` when the cluster cannot be read (nothing is loaded then).
-    """
-    source = source or SOURCE
-    settings = warehouse.settings
-    reason = source.skip_reason(settings)
-    if reason:
-        return {"skipped": reason}
-    applications = source.applications(settings)
-    today = datetime.now(UTC).date()
-    by_day: dict[date, list[Deployment | Quarantined]] = defaultdict(list)
-    for app in applications:
-        for record in application_records(app, settings.argocd_environment_from):
-            by_day[record_day(record) or today].append(record)
-    rows = quarantined = 0
-    with warehouse.connection() as conn:
-        for day in sorted(by_day):
-            result = load_partition(conn, source.name, day, by_day[day], partial=True)
-            rows += result.rows.get("deployments", 0)
-            quarantined += result.quarantined
-    summary = {"applications": len(applications), "days": len(by_day), "rows": rows,
-               "quarantined": quarantined}
-    log.info("argocd poll: %s", summary)
-    return summary

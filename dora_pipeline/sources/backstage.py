@@ -26,9 +26,9 @@ from datetime import date
 from typing import Any
 
 from ..config import Settings
-from ..http import HttpClient, RetryPolicy
 from ..records import CatalogEntity, GroupMembership, Quarantined, Record, normalise_ref
 from .base import ExtractContext, Source, SourceError
+from .http import HttpClient, RetryPolicy
 
 KINDS = ("component", "group", "user")
 FIELDS = ",".join(

@@ -39,7 +39,6 @@ import psycopg
 import requests
 
 from ..config import Settings
-from ..http import HttpClient, RetryPolicy
 from ..records import (
     Deployment,
     DirectChange,
@@ -51,6 +50,7 @@ from ..records import (
 )
 from .base import ExtractContext, Source, SourceError
 from .github_app import REFRESH_MARGIN_SECONDS, GitHubAppTokens, InstallationAuth
+from .http import HttpClient, RetryHook, RetryPolicy, rate_limit_wait
 
 SEARCH_RESULT_CAP = 1000
 # Search windows are split so each expected window holds this many at most, leaving
@@ -354,36 +354,23 @@ def _day_history(repository: dict | None) -> dict | None:
     return target.get("history")
 
 
-def _reset_wait(response: requests.Response, now: float) -> float:
-    retry_after = (response.headers.get("retry-after") or "").strip()
-    if retry_after.isdigit():
-        return float(retry_after)
-    reset = (response.headers.get("x-ratelimit-reset") or "").strip()
-    if reset.isdigit():
-        # One second past the reset: the window turns over on GitHub's clock, not ours.
-        return max(0.0, float(reset) - now) + 1.0
-    return 60.0
-
-
-def graphql_retry_hook(transient_wait: float) -> Callable[[requests.Response], float | None]:
+def graphql_retry_hook(transient_wait: float) -> RetryHook:
     """For ``HttpClient``: GitHub GraphQL's 200-with-error-body answers that mean "try again".
 
     A primary rate limit (``RATE_LIMITED``, ``x-ratelimit-remaining: 0``) waits until
-    ``x-ratelimit-reset``; GitHub's "Something went wrong ... timeout" answer is retried
-    after ``transient_wait``. Any other error body is accepted and reported by the caller.
+    ``x-ratelimit-reset`` (or ``retry-after``, else a minute); GitHub's "Something went
+    wrong ... timeout" answer is retried after ``transient_wait``. Any other error body is
+    accepted and reported by the caller.
     """
 
-    def hook(response: requests.Response) -> float | None:
-        try:
-            body = response.json()
-        except ValueError:
-            return None  # HttpClient.json retries and reports invalid JSON
+    def hook(response: requests.Response, body: Any) -> float | None:
         errors = body.get("errors") if isinstance(body, dict) else None
         if not errors:
             return None
         types = {e.get("type") for e in errors if isinstance(e, dict)}
         if "RATE_LIMITED" in types or response.headers.get("x-ratelimit-remaining") == "0":
-            return _reset_wait(response, time.time())
+            wait = rate_limit_wait(response.headers, time.time(), limited=True)
+            return 60.0 if wait is None else wait
         messages = " ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict))
         if body.get("data") is None and "timeout" in messages.lower():
             return transient_wait
@@ -586,24 +573,13 @@ class _Extraction:
             url, params = next_url, {}
 
     def _rest_page(self, client: HttpClient, url: str, params: dict) -> tuple[list, str | None]:
-        # HttpClient.json gives no headers, and the Link header is the page's next URL.
-        where = f"github: GET {urlsplit(client.url(url)).path}"
-        error = ""
-        for attempt in range(client.max_retries + 1):
-            response = client.request("GET", url, params=params or None)
-            try:
-                body = response.json()
-            except ValueError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if attempt < client.max_retries:
-                    client.sleep(self.source.retry.backoff_base * 2**attempt)
-                continue
-            if not isinstance(body, list):
-                raise SourceError(f"{where}: expected a JSON list, got {type(body).__name__}")
-            return body, response.links.get("next", {}).get("url")
-        raise SourceError(
-            f"{where} returned invalid JSON after {client.max_retries + 1} attempts ({error})"
-        )
+        # The body and the answer: the Link header is the page's next URL.
+        body, response = client.json_response("GET", url, params=params or None)
+        if not isinstance(body, list):
+            raise SourceError(
+                f"github: GET {urlsplit(client.url(url)).path}: expected a JSON list, got {type(body).__name__}"
+            )
+        return body, response.links.get("next", {}).get("url")
 
     # -- the partition ----------------------------------------------------------------
 

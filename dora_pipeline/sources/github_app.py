@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..config import Settings
-from ..http import HttpClient, HttpStatusError, RetryPolicy
 from .base import SourceError
+from .http import HttpClient, HttpStatusError, RetryPolicy
 
 #: GitHub refuses a JWT valid for more than ten minutes; nine leaves room for drift.
 JWT_LIFETIME_SECONDS = 540

@@ -22,9 +22,9 @@ from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 from ..config import Settings
-from ..http import HttpClient, RetryPolicy
 from ..records import ENTITY_REF_RE, Incident, Quarantined, normalise_ref, utc_day_bounds
 from .base import ExtractContext, Source, SourceError
+from .http import HttpClient, RetryPolicy
 from .pagerduty import change_flag
 
 SOURCE_NAME = "opsgenie"

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from ..config import Settings
-from ..http import HttpClient, RetryPolicy
 from ..records import Incident, Quarantined, utc_day_bounds
 from .base import ExtractContext, Source, SourceError
+from .http import HttpClient, RetryPolicy
 
 SOURCE_NAME = "pagerduty"
 STATUSES = ("triggered", "acknowledged", "resolved")
