@@ -3,13 +3,14 @@ import {
   mockServices,
   startTestBackend,
 } from '@backstage/backend-test-utils';
+import { JsonObject } from '@backstage/types';
 import request from 'supertest';
 import { doraPlugin } from './plugin';
 import { asJson, query, testEnv, userInfoFactory } from './testEnv';
 
 const env = testEnv();
 
-async function startDora(config: Record<string, unknown>) {
+async function startDora(config: JsonObject) {
   const { server } = await startTestBackend({
     features: [
       doraPlugin,
