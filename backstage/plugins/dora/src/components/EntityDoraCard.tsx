@@ -117,7 +117,7 @@ export function metricLines(row: MetricsRow, weekly: MetricsRow[]): MetricLine[]
       label: 'Rework rate',
       value: percent(row.rework_rate_pct),
       tiered: false,
-      sample: `${row.rework_deployments ?? 0} of ${plural(deployments, 'deployment')} fixed an earlier one`,
+      sample: `${row.rework_deployments ?? 0} of ${plural(deployments, 'deployment')} shipped while an earlier deploy's incident was open`,
       thin: deployments < THIN_SAMPLE,
       trend: series('rework_rate_pct'),
     });
