@@ -200,7 +200,7 @@ try {
     await page.waitForTimeout(500);
     // The dev app scrolls inside its layout, so a full-page shot stops at the viewport:
     // a taller viewport shows the whole card down to the suppressed rows.
-    await page.setViewportSize({ width: 1280, height: 1700 });
+    await page.setViewportSize({ width: 1280, height: 1250 });
     await page.screenshot({ path: join(docsImg, 'backstage-team-card.png') });
     await page.setViewportSize({ width: 1280, height: 900 });
   });

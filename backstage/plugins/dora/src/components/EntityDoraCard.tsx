@@ -138,7 +138,7 @@ export function MetricTable(props: { lines: MetricLine[] }) {
                 {line.thin ? ' · thin sample' : ''}
               </Typography>
             </TableCell>
-            <TableCell>
+            <TableCell style={{ whiteSpace: 'nowrap' }}>
               <Typography variant="h6" component="span">
                 {line.value}
               </Typography>
