@@ -16,7 +16,7 @@ import Typography from '@material-ui/core/Typography';
 import { doraApiRef } from '../api';
 import { ImprovementCandidates } from './ImprovementCandidates';
 import { SurveyForm } from './SurveyPage';
-import { REMINDER } from './format';
+import { lastDay, REMINDER } from './format';
 
 function CandidatesRoute() {
   const entity = new URLSearchParams(useLocation().search).get('entity');
@@ -49,7 +49,7 @@ function PendingSurveysList() {
         surveys.map(s => (
           <Typography key={s.id} variant="body1">
             <Link to={`survey/${encodeURIComponent(s.id)}`}>{s.title}</Link> (open until{' '}
-            {s.closes.slice(0, 10)})
+            {lastDay(s.closes)})
           </Typography>
         ))
       )}

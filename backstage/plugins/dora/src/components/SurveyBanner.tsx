@@ -7,6 +7,7 @@ import Paper from '@material-ui/core/Paper';
 import Typography from '@material-ui/core/Typography';
 import { doraApiRef } from '../api';
 import { DORA_PAGE_PATH } from './EntityDoraCard';
+import { lastDay } from './format';
 
 /**
  * A home-page banner shown only while the signed-in user has an open survey they have
@@ -31,7 +32,7 @@ export function SurveyBanner() {
           <Typography variant="h6">{survey.title}</Typography>
           <Typography variant="body2">
             Three questions, under a minute. Answers are only shown per team, and only once at
-            least five people have answered. Open until {survey.closes.slice(0, 10)}
+            least five people have answered. Open until {lastDay(survey.closes)}
             {more > 0 ? ` · ${more} more survey${more > 1 ? 's' : ''} waiting` : ''}.
           </Typography>
         </Box>

@@ -13,6 +13,7 @@ import RadioGroup from '@material-ui/core/RadioGroup';
 import TextField from '@material-ui/core/TextField';
 import Typography from '@material-ui/core/Typography';
 import { doraApiRef, SurveySubmitted } from '../api';
+import { lastDay } from './format';
 
 const SCALE = [1, 2, 3, 4, 5];
 
@@ -109,7 +110,7 @@ export function SurveyForm(props: { surveyId: string }) {
     }
   };
   return (
-    <InfoCard title={survey.title} subheader={`Open until ${survey.closes.slice(0, 10)}`}>
+    <InfoCard title={survey.title} subheader={`Open until ${lastDay(survey.closes)}`}>
       <Box display="flex" flexDirection="column" maxWidth={640}>
         {groups.length > 1 ? (
           <TextField

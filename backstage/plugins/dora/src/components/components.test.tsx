@@ -164,6 +164,8 @@ describe('SurveyBanner', () => {
     await renderWith(new FixedDoraApi({ getPendingSurveys: pending }), <SurveyBanner />);
     expect(await screen.findByText('December pulse')).toBeInTheDocument();
     expect(screen.getByText('Answer the survey').closest('a')).toHaveAttribute('href', '/dora/survey/pulse-2026-12');
+    // closes is the exclusive end: the last day to answer is the day before.
+    expect(screen.getByText(/Open until 2026-12-15/)).toBeInTheDocument();
   });
 
   it('renders nothing without a pending survey, or when the backend fails', async () => {

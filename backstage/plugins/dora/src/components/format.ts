@@ -66,3 +66,11 @@ export function shortDate(value: unknown): string {
   if (typeof value !== 'string') return '—';
   return value.slice(0, 10);
 }
+
+/**
+ * The last day a survey accepts answers (UTC): `closes` is the exclusive end, so a survey
+ * configured to close on 2026-12-14 (inclusive) ends at 2026-12-15T00:00Z and shows 2026-12-14.
+ */
+export function lastDay(closes: string): string {
+  return new Date(new Date(closes).getTime() - 1).toISOString().slice(0, 10);
+}
