@@ -179,6 +179,22 @@ try {
     if (!text.includes(`${row.deployments} deployments`) || !text.includes(row.deployment_frequency_tier)) {
       throw new Error(`deployment frequency line '${text}' does not show ${row.deployments} deployments, ${row.deployment_frequency_tier}`);
     }
+    // The DORA 2023/2024 lines: shown exactly when the pipeline publishes their columns.
+    const columns = await published(
+      `select column_name from information_schema.columns
+       where table_schema = 'dora_metrics' and table_name = 'service_metrics'
+         and column_name in ('median_failed_deployment_recovery_minutes', 'rework_rate_pct')`,
+    );
+    const published2024 = new Set(columns.map(c => c.column_name));
+    for (const [column, testId] of [
+      ['median_failed_deployment_recovery_minutes', 'dora-failed_deployment_recovery'],
+      ['rework_rate_pct', 'dora-rework_rate'],
+    ]) {
+      const shown = (await page.getByTestId(testId).count()) > 0;
+      if (shown !== published2024.has(column)) {
+        throw new Error(`${testId} ${shown ? 'shown' : 'missing'} while ${column} is ${published2024.has(column) ? '' : 'not '}published`);
+      }
+    }
     await page.getByText('For finding systemic problems, not for grading people.').first().waitFor();
     await page.waitForTimeout(500);
     await page.screenshot({ path: join(docsImg, 'backstage-entity-card.png'), fullPage: true });
