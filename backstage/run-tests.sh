@@ -50,9 +50,10 @@ fi
 
 # --- The warehouse: an embedded PostgreSQL of our own, filled by the real pipeline.
 work="$(mktemp -d "${TMPDIR:-/tmp}/dora-backstage.XXXXXX")"
+# The pipeline with its defaults only: the caller's warehouse, survey table, k, reader role
+# or rule thresholds would change what the tests expect (and must never be touched).
+for var in $(compgen -e | grep -E '^(DORA_|SURVEY_|DAGSTER_PG_)'); do unset "$var"; done
 export DORA_HOME="$work/home"
-# Tests never touch a warehouse or survey table configured in the caller's environment.
-unset DORA_DATABASE_URL SURVEY_DATABASE_URL SURVEY_TABLE
 export DORA_READER_PASSWORD="reader-$RANDOM$RANDOM"
 cleanup() {
     "$pipeline" db stop -q >/dev/null 2>&1

@@ -124,6 +124,13 @@ start(
 );
 start('app', [cli, 'package', 'start', '--config', '../../app-config.yaml'], join(root, 'plugins', 'dora'), env);
 process.on('exit', stopAll);
+// The servers run in their own process groups: stop them when this test is interrupted too.
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    stopAll();
+    process.exit(130);
+  });
+}
 
 let browser;
 try {
