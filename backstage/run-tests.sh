@@ -4,8 +4,9 @@
 # Needs: the project's Python venv at ../.venv (the README's install step), npm (any Node)
 # to fetch Node 22 from the npm registry, and /usr/bin/chromium (or $CHROMIUM) for the
 # browser test. Installs Node 22 under backstage/.node, the JS dependencies from the
-# lockfile, fills an embedded PostgreSQL with `dora-pipeline demo`, runs the backend,
-# frontend and browser tests, stops what it started, and ends with the line
+# lockfile, fills an embedded PostgreSQL with `dora-pipeline demo`, type-checks and builds
+# the packages, runs the frontend, browser and backend tests, stops what it started, and
+# ends with the line
 #   plugin tests: N passed, N failed
 # Exit status: 0 when everything passed, 1 when a test failed, 2 when the setup failed.
 set -uo pipefail
@@ -85,6 +86,20 @@ count_jest() {
 
 cli="$here/node_modules/.bin/backstage-cli"
 export CI=true # backstage-cli package test would otherwise start jest in watch mode
+
+# jest transpiles without type checking: tsc checks the types, then the Backstage CLI builds
+# both packages as they would be published. One check in the counts.
+say "type check and build (tsc, backstage-cli package build)"
+if node_modules/.bin/tsc &&
+    (cd plugins/dora-backend && "$cli" package build) &&
+    (cd plugins/dora && "$cli" package build); then
+    passed=$((passed + 1))
+    echo "  ✓ tsc and backstage-cli package build"
+else
+    failed=$((failed + 1))
+    echo "  ✕ tsc or backstage-cli package build failed (above)"
+fi
+
 say "frontend tests (plugins/dora, jest, renderInTestApp)"
 # --silent: React's findDOMNode deprecation warnings from Material UI v4 would bury the results.
 (cd plugins/dora && "$cli" package test --silent --json --outputFile="$work/frontend.json") 2>&1 | tail -40

@@ -1,6 +1,6 @@
 import React from 'react';
 import { screen } from '@testing-library/react';
-import { coreExtensionData } from '@backstage/frontend-plugin-api';
+import { coreExtensionData, ExtensionDefinition } from '@backstage/frontend-plugin-api';
 import {
   createExtensionTester,
   renderInTestApp,
@@ -36,9 +36,9 @@ const api: Partial<DoraApi> = {
   getImprovementCandidates: async () => [],
 };
 
-async function renderCard(extension: typeof entityDoraCard, entity: Entity) {
+async function renderCard(extension: ExtensionDefinition<any>, entity: Entity) {
   const tester = createExtensionTester(extension);
-  const element = tester.get(coreExtensionData.reactElement);
+  const element = tester.get(coreExtensionData.reactElement) as React.ReactElement;
   await renderInTestApp(
     <TestApiProvider apis={[[doraApiRef, api as DoraApi]]}>
       <EntityProvider entity={entity}>{element}</EntityProvider>
