@@ -3,17 +3,22 @@
 // warehouse the real pipeline filled. Starts both servers, checks the entity card, the
 // team card (with a suppressed survey row), the survey banner and the survey flow and the
 // improvement candidates; fails on any browser console error; writes screenshots to
-// docs/img/backstage-*.png. Prints one line per check and writes the counts to
+// $DORA_SCREENSHOT_DIR (docs/img to refresh the docs' images; default a temporary
+// folder, so a test run leaves the checkout unchanged) as backstage-*.png. Prints one line per check and writes the counts to
 // $E2E_RESULT (JSON) for run-tests.sh.
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { chromium } from 'playwright-core';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const docsImg = join(dirname(root), 'docs', 'img');
+const docsImg = process.env.DORA_SCREENSHOT_DIR
+  ? resolve(process.env.DORA_SCREENSHOT_DIR)
+  : join(tmpdir(), 'dora-backstage-screenshots');
+mkdirSync(docsImg, { recursive: true });
 const APP = 'http://localhost:3017';
 const BACKEND = 'http://localhost:7017';
 const adminUrl = required('DORA_TEST_ADMIN_URL');
