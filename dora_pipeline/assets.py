@@ -204,7 +204,7 @@ def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> Ass
 
     @asset(
         key=key,
-        description=f"{source.description or source.name} Writes dora_raw: {', '.join(source.writes)}.",
+        description=f"{_sentence(source.description or source.name)}\n\nWrites dora_raw: {', '.join(source.writes)}.",
         partitions_def=partitions if source.partitioned else None,
         # A backfill is one run that extracts its days in order: `dagster asset materialize
         # --partition-range` requires it, and a source's API quota is shared by its days anyway.
@@ -255,6 +255,12 @@ def _extract_asset(source: Source, partitions: DailyPartitionsDefinition) -> Ass
         yield _configured_check(None)
 
     return _extract
+
+
+def _sentence(text: str) -> str:
+    """A description that ends its sentence, so the next one does not run on in the UI."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _configured_check(reason: str | None) -> AssetCheckResult:

@@ -9,6 +9,7 @@ other's rows and the suite can run in any order.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import tempfile
 import uuid
@@ -138,3 +139,15 @@ def pytest_terminal_summary(terminalreporter):
     faults = sys.modules.get("faults")
     if faults is not None and faults.TALLY.injected:
         terminalreporter.write_line(faults.TALLY.line())
+
+
+@pytest.fixture
+def restore_logging():
+    """``main`` points the root logger at this test's (captured, later closed) stderr: put
+    the handlers back, or later tests' log records hit a closed stream."""
+    root, ours = logging.getLogger(), logging.getLogger("dora_pipeline")
+    saved = root.handlers[:], root.level, ours.level
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[2])

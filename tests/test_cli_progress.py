@@ -22,15 +22,8 @@ RUN = ["run", "--source", "synthetic", "--start", "2025-03-03", "--end", END.iso
 
 
 @pytest.fixture(autouse=True)
-def restore_logging():
-    """``main`` points the root logger at this test's (captured, later closed) stderr: put
-    the handlers back, or later tests' log records hit a closed stream."""
-    root, ours = logging.getLogger(), logging.getLogger("dora_pipeline")
-    saved = root.handlers[:], root.level, ours.level
+def _every_test_restores_logging(restore_logging):  # conftest.py
     yield
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    ours.setLevel(saved[2])
 
 
 @pytest.fixture

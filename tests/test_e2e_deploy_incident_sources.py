@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from datetime import date
 from decimal import Decimal
-
-import pytest
 
 from dora_pipeline import cli
 from dora_pipeline.loader import load_partition
@@ -39,15 +36,6 @@ def _catalog() -> list[CatalogEntity]:
                       annotations={"github.com/project-slug": "acme/checkout",
                                    "opsgenie.com/service-id": OG_SERVICE}),
     ]
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_run_publishes_metrics_from_all_four_sources(

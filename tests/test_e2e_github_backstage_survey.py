@@ -4,11 +4,8 @@ for the catalog's owners (numbers computed by hand below)."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from decimal import Decimal
-
-import pytest
 
 from dora_pipeline.cli import main
 
@@ -21,16 +18,6 @@ BACKSTAGE_TOKEN = "backstage-e2e-SECRET"
 
 def t(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2025, 3, day, hour, minute, tzinfo=UTC)
-
-
-@pytest.fixture
-def restore_logging():
-    """The CLI installs its own root handler; give the next tests theirs back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _backstage() -> list[dict]:

@@ -21,7 +21,7 @@ from browser import Browser
 from markdown_it import MarkdownIt
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from test_report import chromium, restore_logging  # noqa: F401 (fixtures)
+from test_report import chromium  # noqa: F401 (fixture)
 
 from dora_pipeline.assets import _team_preview
 from dora_pipeline.checks import _md_table
@@ -250,7 +250,7 @@ def test_report_on_hostile_names_runs_no_script_fits_the_viewport_and_draws_ever
 
 
 def test_cli_report_succeeds_and_log_lines_show_hostile_names_visibly(hostile_db, monkeypatch, capsys,
-                                                                     tmp_path, restore_logging):  # noqa: F811
+                                                                     tmp_path, restore_logging):
     from dora_pipeline.cli import main
 
     monkeypatch.setenv("DORA_DATABASE_URL", hostile_db)

@@ -5,7 +5,6 @@ tables) and what it never contains (URLs, scripts)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import uuid
@@ -361,16 +360,6 @@ def test_nothing_published_is_a_clear_warehouse_error(settings, tmp_path):
         write_report(settings, tmp_path / "empty.html")
 
 
-@pytest.fixture
-def restore_logging():
-    """``main`` points the root logger at this test's (captured, later closed) stderr: put
-    the handlers back, or later tests' log records hit a closed stream."""
-    root, ours = logging.getLogger(), logging.getLogger("dora_pipeline")
-    saved = root.handlers[:], root.level, ours.level
-    yield
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    ours.setLevel(saved[2])
 
 
 def test_cli_report_writes_the_file(published_db, monkeypatch, tmp_path, capsys, restore_logging):
