@@ -132,13 +132,42 @@ def settings_with(settings: Settings, **env: str) -> Settings:
     return Settings.from_env(base)
 
 
-def pytest_terminal_summary(terminalreporter):
-    """The fault-injection tally kept by tests/faults.py, when any fault test ran."""
+# With pytest-xdist (`-n 2`, what CI runs) each worker keeps its own fault tally: the
+# workers hand theirs to the controller, which prints the sum.
+_WORKER_TALLIES: list[dict] = []
+
+
+def pytest_sessionfinish(session):
     import sys
 
     faults = sys.modules.get("faults")
-    if faults is not None and faults.TALLY.injected:
-        terminalreporter.write_line(faults.TALLY.line())
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and faults is not None:
+        tally = faults.TALLY
+        workeroutput["fault_tally"] = {
+            "injected": tally.injected, "survived": tally.survived, "rows_lost": tally.rows_lost,
+        }
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_testnodedown(node, error):
+    tally = getattr(node, "workeroutput", {}).get("fault_tally")
+    if tally:
+        _WORKER_TALLIES.append(tally)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection tally kept by tests/faults.py, when any fault test ran."""
+    import faults
+
+    tally = faults.TALLY
+    for worker in _WORKER_TALLIES:
+        tally.injected += worker["injected"]
+        tally.survived += worker["survived"]
+        tally.rows_lost += worker["rows_lost"]
+    _WORKER_TALLIES.clear()
+    if tally.injected:
+        terminalreporter.write_line(tally.line())
 
 
 @pytest.fixture

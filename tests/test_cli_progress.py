@@ -127,7 +127,8 @@ class _Model:
     published: bool = False
 
 
-def test_on_a_terminal_one_status_line_is_redrawn_and_log_lines_print_above_it():
+def test_on_a_terminal_one_status_line_is_redrawn_and_log_lines_print_above_it(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")  # the status line is cut at the terminal's width
     terminal = _Terminal()
     status = StatusLine(terminal, min_interval=0)
     logger = logging.getLogger("dora_pipeline")
