@@ -18,7 +18,7 @@ from dora_pipeline.config import Settings
 from dora_pipeline.records import PullRequest
 from dora_pipeline.sources import github
 from dora_pipeline.sources.base import ExtractContext
-from dora_pipeline.synthetic import ORG, Organisation
+from dora_pipeline.synthetic_org import ORG, Organisation
 
 DAYS = 7
 

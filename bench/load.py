@@ -20,7 +20,7 @@ from psycopg import sql
 from dora_pipeline.loader import TABLES, _row, load_partition
 from dora_pipeline.privacy import pseudonymise
 from dora_pipeline.records import Incident, InvalidRecord
-from dora_pipeline.synthetic import Organisation, events_of_day
+from dora_pipeline.synthetic_org import Organisation, events_of_day
 from dora_pipeline.warehouse import apply_migrations
 
 EVENT_TABLES = ("deployments", "pull_requests", "incidents", "incident_components", "survey_responses")

@@ -9,7 +9,7 @@ from functools import partial
 from ..config import Settings
 from ..privacy import pseudonym_key, pseudonymise
 from ..records import Quarantined, Record
-from ..synthetic import Organisation, catalog, events_of_day
+from ..synthetic_org import Organisation, catalog, events_of_day
 from .base import ExtractContext, Source
 
 
