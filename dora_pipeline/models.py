@@ -347,10 +347,11 @@ def build_model(
         _set_parameters(conn, params)
         # date <-> timestamptz comparisons (a week_start slice) and date_trunc in UTC.
         conn.execute("select set_config('TimeZone', 'UTC', true)")
-        inputs, fresh = _inputs(conn, model, params, {} if snapshots is None else snapshots)
+        events = _event_tables(conn)
+        inputs, fresh = _inputs(conn, model, params, events, {} if snapshots is None else snapshots)
         dirty = None
         if model.incremental and not full_refresh:
-            dirty = dirty_since(conn, model, inputs, params)
+            dirty = dirty_since(conn, model, inputs, params, events)
         conn.execute(
             "select set_config(%s, %s, true)", (DIRTY_SINCE, "-infinity" if dirty is None else dirty.isoformat())
         )
@@ -459,7 +460,11 @@ def _event_tables(conn: psycopg.Connection) -> list[str]:
 
 
 def _inputs(
-    conn: psycopg.Connection, model: Model, params: Mapping[str, str], snapshots: dict[str, str]
+    conn: psycopg.Connection,
+    model: Model,
+    params: Mapping[str, str],
+    event_tables: list[str],
+    snapshots: dict[str, str],
 ) -> tuple[str, datetime]:
     """The hash of everything a model's rows depend on except new raw events (its SQL, its
     parameters but as_of, each upstream model's recorded inputs, the content of each
@@ -480,7 +485,7 @@ def _inputs(
                                and datname = current_database()))
         """
     ).fetchone()[0]
-    events = set(_event_tables(conn)) | _CHILD_TABLES
+    events = set(event_tables) | _CHILD_TABLES
     parts = [model.code_version]
     parts += [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("dora.as_of", "work_mem")]
     for dep in deps:
@@ -508,7 +513,7 @@ def _content_hash(conn: psycopg.Connection, table: str) -> str:
 
 
 def dirty_since(
-    conn: psycopg.Connection, model: Model, inputs: str, params: Mapping[str, str]
+    conn: psycopg.Connection, model: Model, inputs: str, params: Mapping[str, str], event_tables: list[str]
 ) -> datetime | None:
     """The start (a Monday, 00:00 UTC) of the slice of an incremental model that this
     build must replace; None when the model needs a full build (never built, table gone,
@@ -529,7 +534,7 @@ def dirty_since(
         sql.SQL("(select min(partition_date) as day from {} where loaded_at > {})").format(
             sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
         )
-        for table in _event_tables(conn)
+        for table in event_tables
     )
     margin = sum(int(params.get(name, 0)) for name in LATE_MARGIN_HOURS)
     return conn.execute(
