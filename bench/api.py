@@ -27,7 +27,8 @@ def _extract(fake: FakeGitHub, concurrency: int, days: list) -> dict:
     settings = Settings.from_env(
         {"GITHUB_TOKEN": "bench-token", "GITHUB_ORGS": ORG, "GITHUB_API_URL": fake.url}
     )
-    ctx = ExtractContext(settings=settings, warehouse_url="unused", log=logging.getLogger("bench.github"))
+    # no warehouse, so no catalog: no repository is split into folders, no file lists
+    ctx = ExtractContext(settings=settings, warehouse_url="", log=logging.getLogger("bench.github"))
     source = github.GitHubSource(concurrency=concurrency)
     fake.requests.clear()
     prs = 0

@@ -8,6 +8,7 @@ style base URL (``<base>/api/graphql``, ``<base>/api/v3``):
 - ``search(query: "is:pr is:merged merged:A..B sort:created-asc org:acme", type: ISSUE,
   first, after)``: ``issueCount`` is the true total, pages of at most ``first`` (≤ 100)
   nodes in creation order, and, as GitHub, never more than 1,000 results per query;
+  ``created:>=T`` narrows a query to PRs created at or after ``T``;
 - ``node(id:)`` review pages: empty (every synthetic PR carries its reviews inline);
 - ``repositoryOwner(login:) { repositories }`` (and REST ``GET /api/v3/orgs/acme/repos``):
   the organisation's repositories, none with a GitHub deployment, so the figure is about
@@ -30,6 +31,7 @@ from dora_pipeline.synthetic_org import ORG, Organisation, _prs_by_service
 
 SEARCH_CAP = 1000
 MERGED_RE = re.compile(r"merged:(\S+)\.\.(\S+)")
+CREATED_RE = re.compile(r"\bcreated:>=(\S+)")
 
 
 def _iso(value: datetime) -> str:
@@ -128,6 +130,10 @@ class FakeGitHub:
             raise ValueError(f"unexpected search: {text!r}")
         first, last = _parse(match.group(1)), _parse(match.group(2))
         matching = self._merged_between(first, last)
+        created = CREATED_RE.search(text)
+        if created:  # ``created:>=T``: the next query of a day over the search cap
+            created_from = _parse(created.group(1))
+            matching = [n for n in matching if _parse(n["createdAt"]) >= created_from]
         offset = int(base64.b64decode(variables["after"]).decode()) if variables.get("after") else 0
         size = min(int(variables.get("pageSize") or 100), 100)
         reachable = min(len(matching), SEARCH_CAP)

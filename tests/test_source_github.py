@@ -17,7 +17,6 @@ from dora_pipeline.sources.github import (
     GitHubSource,
     github_endpoints,
     merged_search_query,
-    split_window,
 )
 from dora_pipeline.warehouse import Warehouse
 
@@ -118,18 +117,14 @@ def test_endpoints_for_github_com_ghes_and_a_proxy():
     )
 
 
-def test_search_windows_cover_the_day_without_gaps_or_overlaps():
+def test_search_query_text():
     last = D0 + timedelta(days=1) - timedelta(seconds=1)
-    windows = split_window(D0, last, 3)
-    assert windows[0][0] == D0 and windows[-1][1] == last
-    for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
-        assert start - end == timedelta(seconds=1)
-    assert split_window(D0, D0 + timedelta(seconds=1), 5) == [
-        (D0, D0),
-        (D0 + timedelta(seconds=1),) * 2,
-    ]
     assert merged_search_query("org:acme", D0, last) == (
         "is:pr is:merged merged:2025-03-03T00:00:00Z..2025-03-03T23:59:59Z sort:created-asc org:acme"
+    )
+    assert merged_search_query("repo:acme/api", D0, last, D0 - timedelta(hours=2)) == (
+        "is:pr is:merged merged:2025-03-03T00:00:00Z..2025-03-03T23:59:59Z "
+        "created:>=2025-03-02T22:00:00Z sort:created-asc repo:acme/api"
     )
 
 
@@ -414,21 +409,48 @@ def test_search_requests_stay_at_one_per_hundred_prs(settings, httpserver, fake,
     assert searches / 950 * 100 <= 1.1
 
 
-def test_a_day_over_the_search_cap_is_split_into_windows(settings, httpserver, fake, make_source):
+def test_a_day_over_the_search_cap_continues_where_its_results_end(settings, httpserver, fake, make_source):
+    """2,300 PRs, 2,000 of them merged in a two-hour burst, 40 created in one second right
+    where the first query's 1,000 results end: every PR lands once, and the day costs
+    full pages (an even split of the day into time windows spent requests on quiet hours)."""
     fake.orgs["acme"] = ["acme/api"]
-    fake.prs += merged_prs("acme/api", 2300, D0)
+    burst = merged_prs("acme/api", 2000, D0 + timedelta(hours=9), spread=timedelta(hours=2))
+    # 150 earlier PRs come first in creation order, so the first query ends at burst[849]:
+    # one creation second straddles that cut
+    for pr in burst[830:870]:
+        pr.created_at = burst[830].created_at
+    fake.prs += (
+        merged_prs("acme/api", 150, D0, spread=timedelta(hours=9), start_number=2001)
+        + burst
+        + merged_prs("acme/api", 150, D0 + timedelta(hours=11, minutes=1), spread=timedelta(hours=12), start_number=2151)
+    )
     warehouse = _warehouse(settings, httpserver, GITHUB_REPOS="acme/api")
     result = extract_partition(warehouse, make_source(), DAY)
     assert result.rows["pull_requests"] == 2300
     with warehouse.connection() as conn:
         assert conn.execute(
-            "select count(distinct number), min(number), max(number) from dora_raw.pull_requests"
-        ).fetchone() == (2300, 1, 2300)
-    windows = {q for q in fake.search_queries}
-    assert len(windows) >= 4  # the whole day, then smaller windows
-    day_query = merged_search_query("repo:acme/api", D0, D0 + timedelta(days=1, seconds=-1))
-    assert fake.search_queries.count(day_query) == 1  # only its first page: it is over the cap
-    assert fake.graphql_requests <= 1 + math.ceil(2300 / 100) + 3
+            "select count(*), count(distinct number), min(number), max(number) from dora_raw.pull_requests"
+        ).fetchone() == (2300, 2300, 1, 2300)
+    day = (D0, D0 + timedelta(days=1, seconds=-1))
+    queries = list(dict.fromkeys(fake.search_queries))
+    assert f"created:>={burst[830].created_at:%Y-%m-%dT%H:%M:%SZ}" in queries[1]
+    assert queries[0] == merged_search_query("repo:acme/api", *day)
+    assert len(queries) == 3 and all("created:>=" in q for q in queries[1:])
+    searches = len(fake.search_queries)
+    assert searches <= math.ceil(2300 / 100) + 2
+    assert searches / 2300 * 100 <= 1.1
+
+
+def test_over_a_thousand_prs_created_in_one_second_is_a_clear_error(settings, httpserver, fake, make_source):
+    fake.orgs["acme"] = ["acme/api"]
+    prs = merged_prs("acme/api", 1001, D0)
+    for pr in prs:
+        pr.created_at = D0 - timedelta(days=1)
+    fake.prs += prs
+    warehouse = _warehouse(settings, httpserver, GITHUB_REPOS="acme/api")
+    with pytest.raises(SourceError, match=r"over 1000 pull requests of repo:acme/api merged on 2025-03-03 "
+                       r"were created within one second \(2025-03-02T00:00:00Z\)"):
+        extract_partition(warehouse, make_source(), DAY)
 
 
 @pytest.mark.parametrize(

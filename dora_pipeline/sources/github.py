@@ -3,8 +3,11 @@
 Pull requests come from the GraphQL search API, one query per organisation or
 repository and window: a single search page carries everything a PR record needs
 (first commit, first reviews, merge commit), so 100 merged PRs cost one request.
-Search answers at most 1,000 results per query; a window that matches more is split
-into smaller windows until each fits.
+Search answers at most 1,000 results per query, in creation order (``sort:created-asc``);
+when a day matches more, the next query of the day starts at the creation second where the
+previous one's 1,000 results ended (``created:>=``). The windows follow where the PRs are, so
+every page but each window's last is full: a day of 4,000 PRs costs 41-44 requests, where
+cutting the day into even time windows spent pages on quiet night hours.
 
 Deployments come from the REST deployments API and each deployment's statuses. The
 latest ``success``, ``failure`` or ``error`` status ends a deployment (``failure`` and
@@ -25,7 +28,6 @@ an error of type ``RATE_LIMITED`` and ``x-ratelimit-remaining: 0``: we wait unti
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -53,9 +55,6 @@ from .github_app import REFRESH_MARGIN_SECONDS, GitHubAppTokens, InstallationAut
 from .http import HttpClient, RetryHook, RetryPolicy, rate_limit_wait
 
 SEARCH_RESULT_CAP = 1000
-# Search windows are split so each expected window holds this many at most, leaving
-# room for PRs merged while we page.
-SPLIT_TARGET = 800
 TERMINAL_STATES = {"success": False, "failure": True, "error": True}
 
 MERGED_PULL_REQUESTS_QUERY = """
@@ -234,31 +233,34 @@ def _search_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def merged_search_query(qualifier: str, first: datetime, last: datetime) -> str:
-    """Search text for PRs merged from ``first`` to ``last`` (both inclusive, seconds)."""
+def merged_search_query(
+    qualifier: str, first: datetime, last: datetime, created_from: datetime | None = None
+) -> str:
+    """Search text for PRs merged from ``first`` to ``last`` (both inclusive, seconds),
+    oldest created first; from ``created_from`` on (inclusive) when given."""
+    created = f"created:>={_search_time(created_from)} " if created_from else ""
     return (
         f"is:pr is:merged merged:{_search_time(first)}..{_search_time(last)} "
-        f"sort:created-asc {qualifier}"
+        f"{created}sort:created-asc {qualifier}"
     )
-
-
-def split_window(first: datetime, last: datetime, parts: int) -> list[tuple[datetime, datetime]]:
-    """``[first, last]`` (inclusive, whole seconds) cut into ``parts`` adjoining windows."""
-    seconds = int((last - first).total_seconds()) + 1
-    step = max(1, math.ceil(seconds / parts))
-    windows = []
-    start = 0
-    while start < seconds:
-        end = min(seconds, start + step) - 1
-        windows.append((first + timedelta(seconds=start), first + timedelta(seconds=end)))
-        start += step
-    return windows
 
 
 def _time(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
     return datetime.fromisoformat(value)
+
+
+def last_created(nodes: list[dict]) -> datetime | None:
+    """The latest readable ``createdAt`` of search nodes (an unreadable one is the
+    record's problem: it is quarantined with its PR, and does not move the cut)."""
+    times = []
+    for node in nodes:
+        try:
+            times.append(_time((node or {}).get("createdAt")))
+        except (TypeError, ValueError):
+            continue
+    return max((t for t in times if t is not None), default=None)
 
 
 def _login(actor: Any) -> str | None:
@@ -661,7 +663,38 @@ class _Extraction:
         return out + [((*key, "files"), f.record()) for key, f in files.items()]
 
     def search_window(self, scope: str, first: datetime, last: datetime) -> list[dict]:
-        query = merged_search_query(scope, first, last)
+        """Every PR merged in ``[first, last]``. A query reaches 1,000 results at most, the
+        oldest created first; while more match, the next one starts at the creation second
+        the previous one ended on (inclusive, as PRs created in that second may lie on both
+        sides of the cut; the caller keeps one node per id)."""
+        nodes: list[dict] = []
+        created_from: datetime | None = None
+        while True:
+            query = merged_search_query(scope, first, last, created_from)
+            found, count = self.search_query(scope, query)
+            nodes.extend(found)
+            if count <= len(found):
+                return nodes
+            ended = last_created(found)
+            if len(found) < SEARCH_RESULT_CAP or ended is None:
+                self.log.warning("github: %s reported %d results but returned %d", query, count, len(found))
+                return nodes
+            if ended == created_from:
+                raise SourceError(
+                    f"github: over {SEARCH_RESULT_CAP} pull requests of {scope} merged on "
+                    f"{first.date()} were created within one second ({_search_time(ended)}); "
+                    "search cannot return more than 1000 per query"
+                )
+            self.log.info(
+                "github: %s matches %d pull requests, over the search cap: continuing from %s",
+                query,
+                count,
+                _search_time(ended),
+            )
+            created_from = ended
+
+    def search_query(self, scope: str, query: str) -> tuple[list[dict], int]:
+        """Every page of one search query (1,000 results at most) and its issueCount."""
         what = f"search {query!r}"
         variables: dict[str, Any] = {
             "searchQuery": query,
@@ -670,35 +703,12 @@ class _Extraction:
             "withFiles": self.needs_files(scope),
         }
         search = self._search(variables, what)
-        count = search.get("issueCount") or 0
-        if count > SEARCH_RESULT_CAP:
-            if first == last:
-                raise SourceError(
-                    f"github: {count} pull requests merged within one second for {scope}; "
-                    "search cannot return more than 1000 per query"
-                )
-            parts = max(2, math.ceil(count / SPLIT_TARGET))
-            self.log.info(
-                "github: %s matches %d pull requests, splitting into %d windows",
-                query,
-                count,
-                parts,
-            )
-            return [
-                node
-                for window_first, window_last in split_window(first, last, parts)
-                for node in self.search_window(scope, window_first, window_last)
-            ]
         nodes = list(search.get("nodes") or [])
         while search["pageInfo"]["hasNextPage"]:
             variables["after"] = search["pageInfo"]["endCursor"]
             search = self._search(variables, what)
             nodes.extend(search.get("nodes") or [])
-        if len(nodes) < count:
-            self.log.warning(
-                "github: %s reported %d results but returned %d", query, count, len(nodes)
-            )
-        return nodes
+        return nodes, int(search.get("issueCount") or 0)
 
     def _search(self, variables: dict, what: str) -> dict:
         search = self.graphql(MERGED_PULL_REQUESTS_QUERY, variables, what).get("search")

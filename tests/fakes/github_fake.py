@@ -294,10 +294,14 @@ class FakeGitHub:
         first, last = datetime.fromisoformat(first_s), datetime.fromisoformat(last_s)
         org = re.search(r"\borg:(\S+)", text)
         repo = re.search(r"\brepo:(\S+)", text)
+        # ``created:>=T``, as GitHub's search syntax documents it for dates with a time
+        created = re.search(r"\bcreated:>=(\S+)", text)
+        created_from = datetime.fromisoformat(created.group(1)) if created else None
         matches = [
             pr
             for pr in self.prs
             if first <= pr.merged_at.replace(microsecond=0) <= last
+            and (created_from is None or pr.created_at.replace(microsecond=0) >= created_from)
             and (not org or pr.repo.split("/")[0].lower() == org.group(1).lower())
             and (not repo or pr.repo.lower() == repo.group(1).lower())
         ]
