@@ -351,17 +351,16 @@ def _binary_safe(rows: list[tuple], types: list[str]) -> bool:
     """
     if len(types) != (len(rows[0]) if rows else 0):
         return False
-    for i, pg_type in enumerate(types):
-        allowed = _BINARY_PYTHON_TYPES.get(pg_type)
-        if allowed is None:
-            return False
-        present = {type(row[i]) for row in rows}
+    if any(_BINARY_PYTHON_TYPES.get(pg_type) is None for pg_type in types):
+        return False
+    for pg_type, column in zip(types, zip(*rows, strict=True), strict=True):
+        present = set(map(type, column))
         present.discard(_NONE)
-        if not present <= allowed:
+        if not present <= _BINARY_PYTHON_TYPES[pg_type]:
             return False
         if not present:
             continue
-        values = [row[i] for row in rows if row[i] is not None]
+        values = [v for v in column if v is not None]
         if pg_type in _INT_RANGES:
             low, high = _INT_RANGES[pg_type]
             if min(values) < low or max(values) > high:
