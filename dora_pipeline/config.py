@@ -227,7 +227,19 @@ def _github_app_key(name: str, value: str) -> str:
 
 _number = _matching(r"[0-9]+", "a number")
 _memory = _matching(r"[1-9][0-9]*(kB|MB|GB)", "a PostgreSQL memory size such as 64MB")
-_date = _matching(r"\d{4}-\d{2}-\d{2}", "a date YYYY-MM-DD")
+def _date(name: str, value: str) -> str:
+    from datetime import date
+
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            date.fromisoformat(value)
+            return value
+    except ValueError:
+        pass
+    raise ConfigError(f"{name} must be a date YYYY-MM-DD, got {value[:40]!r}")
+
+
+_date.wording = "a date YYYY-MM-DD"  # type: ignore[attr-defined]
 _role = _matching(r"[A-Za-z_][A-Za-z0-9_$]{0,62}", "a plain Postgres role name")
 _table = _matching(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", "[schema.]table")
 _environment_from = _matching(
@@ -356,7 +368,8 @@ class Settings:
         "fires when the median wait for a first review reaches it",
     )
     rule_change_failure_pct: float = _rules(
-        "DORA_RULE_CHANGE_FAILURE_PCT", 15.0, "fires when the change failure rate reaches it"
+        "DORA_RULE_CHANGE_FAILURE_PCT", 15.0, "fires when the change failure rate reaches it",
+        maximum=100,
     )
     rule_restore_minutes: float = _rules(
         "DORA_RULE_RESTORE_MINUTES", 1440.0, "fires when the median time to restore reaches it"
@@ -374,9 +387,11 @@ class Settings:
         "DORA_RULE_LEAD_TIME_COVERAGE_PCT",
         50.0,
         "fires when the share of deployments linked to a PR is below it",
+        maximum=100,
     )
     rule_survey_response_pct: float = _rules(
-        "DORA_RULE_SURVEY_RESPONSE_PCT", 60.0, "fires when the survey response rate is below it"
+        "DORA_RULE_SURVEY_RESPONSE_PCT", 60.0, "fires when the survey response rate is below it",
+        maximum=100,
     )
     rule_trend_ratio: float = _rules(
         "DORA_RULE_TREND_RATIO",
@@ -401,7 +416,7 @@ class Settings:
     )
     synthetic_days: int = _synthetic("DORA_SYNTHETIC_DAYS", 120, "days of history", minimum=1)
     synthetic_end: str = _synthetic(
-        "DORA_SYNTHETIC_END", "", "last day with events (YYYY-MM-DD)", unset="today (UTC)"
+        "DORA_SYNTHETIC_END", "", "last day with events", check=_date, unset="today (UTC)"
     )
 
     github_token: Secret = _sources(
@@ -475,6 +490,7 @@ class Settings:
         "SURVEY_DATABASE_URL",
         Secret(""),
         "[survey](sources/survey.md) database URL",
+        check=_database_url,
         unset="unset: off",
     )
     survey_table: str = _sources(

@@ -248,6 +248,41 @@ def test_names_that_reach_sql_as_identifiers_are_refused_in_configuration():
             Settings.from_env({name: value})
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DORA_PARTITIONS_START", "2025-02-30", "DORA_PARTITIONS_START must be a date YYYY-MM-DD, got '2025-02-30'"),
+        ("DORA_PARTITIONS_START", "2025-1-01", "DORA_PARTITIONS_START must be a date"),
+        ("DORA_SYNTHETIC_END", "2025-13-01", "DORA_SYNTHETIC_END must be a date YYYY-MM-DD, got '2025-13-01'"),
+        ("DORA_SYNTHETIC_END", "yesterday", "DORA_SYNTHETIC_END must be a date"),
+        ("DORA_RULE_CHANGE_FAILURE_PCT", "150", "DORA_RULE_CHANGE_FAILURE_PCT must be a percentage between 0 and 100"),
+        ("DORA_RULE_LEAD_TIME_COVERAGE_PCT", "101", "DORA_RULE_LEAD_TIME_COVERAGE_PCT must be a percentage"),
+        ("DORA_RULE_SURVEY_RESPONSE_PCT", "1000", "DORA_RULE_SURVEY_RESPONSE_PCT must be a percentage"),
+        ("SURVEY_DATABASE_URL", "postgresql://u:p@ss@host/db", "SURVEY_DATABASE_URL has an unencoded '@'"),
+        ("SURVEY_DATABASE_URL", "host=h password=Secret 'x", "SURVEY_DATABASE_URL is not a valid connection string"),
+    ],
+)
+def test_dates_percentages_and_the_survey_url_are_checked_when_read(name, value, message):
+    """Caught with the variable's name at start, not as a crash deep in a run (an
+    impossible date in the Dagster partitions, a rule that can never fire, a survey URL
+    that fails at its first connection); a URL's message never quotes it."""
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.from_env({name: value})
+    assert str(excinfo.value).startswith(message)
+    if name == "SURVEY_DATABASE_URL":
+        assert "p@ss" not in str(excinfo.value) and "Secret" not in str(excinfo.value)
+
+
+def test_valid_dates_and_percentages_are_kept():
+    settings = Settings.from_env(
+        {"DORA_PARTITIONS_START": "2024-02-29", "DORA_SYNTHETIC_END": "2025-12-31",
+         "DORA_RULE_CHANGE_FAILURE_PCT": "100", "SURVEY_DATABASE_URL": "postgresql://u:p%40ss@host/db"}
+    )
+    assert (settings.partitions_start, settings.synthetic_end, settings.rule_change_failure_pct) == (
+        "2024-02-29", "2025-12-31", 100.0)
+    assert settings.survey_database_url.get() == "postgresql://u:p%40ss@host/db"
+
+
 def test_survey_scores_from_a_csv_export_are_quarantined_with_the_answer(fresh_warehouse, tmp_path):
     (tmp_path / "export.csv").write_text(
         "user_ref,group_ref,survey_id,submitted_at,satisfaction,flow_state,blockers_text\n"
