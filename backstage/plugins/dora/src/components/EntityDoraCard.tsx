@@ -1,15 +1,5 @@
-import React, { useState } from 'react';
-import useAsync from 'react-use/esm/useAsync';
-import { stringifyEntityRef } from '@backstage/catalog-model';
-import { useApi } from '@backstage/core-plugin-api';
-import {
-  EmptyState,
-  InfoCard,
-  Link,
-  Progress,
-  ResponseErrorPanel,
-} from '@backstage/core-components';
-import { useEntity } from '@backstage/plugin-catalog-react';
+import React from 'react';
+import { InfoCard, Link } from '@backstage/core-components';
 import Box from '@material-ui/core/Box';
 import Table from '@material-ui/core/Table';
 import TableBody from '@material-ui/core/TableBody';
@@ -18,7 +8,8 @@ import TableRow from '@material-ui/core/TableRow';
 import Button from '@material-ui/core/Button';
 import ButtonGroup from '@material-ui/core/ButtonGroup';
 import Typography from '@material-ui/core/Typography';
-import { doraApiRef, MetricsRow } from '../api';
+import { MetricsRow } from '../api';
+import { CardStates, useEntityMetrics } from './CardStates';
 import { Sparkline } from './Sparkline';
 import { TierChip } from './TierChip';
 import {
@@ -182,61 +173,49 @@ export function Reminder() {
 
 /** The component's DORA card for the entity page. */
 export function EntityDoraCard(props: { title?: string }) {
-  const { entity } = useEntity();
-  const api = useApi(doraApiRef);
-  const ref = stringifyEntityRef(entity).toLocaleLowerCase('en-US');
-  const [windowDays, setWindowDays] = useState(30);
-  const state = useAsync(() => api.getComponentMetrics(ref), [api, ref]);
+  const { ref, state, windowDays, setWindowDays } = useEntityMetrics((api, entityRef) =>
+    api.getComponentMetrics(entityRef),
+  );
   const title = props.title ?? 'DORA metrics';
-
-  if (state.loading) {
-    return (
-      <InfoCard title={title}>
-        <Progress />
-      </InfoCard>
-    );
-  }
-  if (state.error) {
-    return <ResponseErrorPanel error={state.error} title="DORA metrics could not be loaded" />;
-  }
-  const data = state.value;
-  if (!data || data.windows.length === 0) {
-    return (
-      <InfoCard title={title}>
-        <EmptyState
-          missing="data"
-          title="No DORA metrics yet"
-          description={`The pipeline has published nothing for ${ref}: it is not in the catalog snapshot it read, or it has no deployments, changes or incidents yet.`}
-        />
-      </InfoCard>
-    );
-  }
-  const row = data.windows.find(w => w.window_days === windowDays) ?? data.windows[0];
   return (
-    <InfoCard
+    <CardStates
       title={title}
-      subheader={`Last ${row.window_days} days · trends: last ${data.weekly.length} weeks`}
-      action={<WindowPicker value={row.window_days} onChange={setWindowDays} />}
-      deepLink={{
-        title: 'What to try next',
-        link: `${DORA_PAGE_PATH}/candidates?entity=${encodeURIComponent(ref)}`,
-      }}
+      state={state}
+      errorTitle="DORA metrics could not be loaded"
+      isEmpty={data => data.windows.length === 0}
+      emptyTitle="No DORA metrics yet"
+      emptyDescription={`The pipeline has published nothing for ${ref}: it is not in the catalog snapshot it read, or it has no deployments, changes or incidents yet.`}
     >
-      {row.deployment_frequency_tier === null && row.deployments === 0 ? (
-        <Typography variant="body2" paragraph>
-          Never deployed to production (a library?): deployment frequency is not rated.
-        </Typography>
-      ) : null}
-      <MetricTable lines={metricLines(row, data.weekly)} />
-      <Box mt={1} display="flex" justifyContent="space-between" flexWrap="wrap">
-        <Reminder />
-        <Typography variant="caption" color="textSecondary">
-          computed {data.computedAt ? new Date(data.computedAt).toISOString().slice(0, 16).replace('T', ' ') : '—'} UTC ·{' '}
-          <Link to={`${DORA_PAGE_PATH}/candidates?entity=${encodeURIComponent(ref)}`}>
-            improvement candidates
-          </Link>
-        </Typography>
-      </Box>
-    </InfoCard>
+      {data => {
+        const row = data.windows.find(w => w.window_days === windowDays) ?? data.windows[0];
+        return (
+          <InfoCard
+            title={title}
+            subheader={`Last ${row.window_days} days · trends: last ${data.weekly.length} weeks`}
+            action={<WindowPicker value={row.window_days} onChange={setWindowDays} />}
+            deepLink={{
+              title: 'What to try next',
+              link: `${DORA_PAGE_PATH}/candidates?entity=${encodeURIComponent(ref)}`,
+            }}
+          >
+            {row.deployment_frequency_tier === null && row.deployments === 0 ? (
+              <Typography variant="body2" paragraph>
+                Never deployed to production (a library?): deployment frequency is not rated.
+              </Typography>
+            ) : null}
+            <MetricTable lines={metricLines(row, data.weekly)} />
+            <Box mt={1} display="flex" justifyContent="space-between" flexWrap="wrap">
+              <Reminder />
+              <Typography variant="caption" color="textSecondary">
+                computed {data.computedAt ? new Date(data.computedAt).toISOString().slice(0, 16).replace('T', ' ') : '—'} UTC ·{' '}
+                <Link to={`${DORA_PAGE_PATH}/candidates?entity=${encodeURIComponent(ref)}`}>
+                  improvement candidates
+                </Link>
+              </Typography>
+            </Box>
+          </InfoCard>
+        );
+      }}
+    </CardStates>
   );
 }

@@ -1,15 +1,5 @@
-import React, { useState } from 'react';
-import useAsync from 'react-use/esm/useAsync';
-import { stringifyEntityRef } from '@backstage/catalog-model';
-import { useApi } from '@backstage/core-plugin-api';
-import {
-  EmptyState,
-  InfoCard,
-  Link,
-  Progress,
-  ResponseErrorPanel,
-} from '@backstage/core-components';
-import { useEntity } from '@backstage/plugin-catalog-react';
+import React from 'react';
+import { InfoCard, Link } from '@backstage/core-components';
 import Box from '@material-ui/core/Box';
 import Table from '@material-ui/core/Table';
 import TableBody from '@material-ui/core/TableBody';
@@ -17,7 +7,8 @@ import TableCell from '@material-ui/core/TableCell';
 import TableHead from '@material-ui/core/TableHead';
 import TableRow from '@material-ui/core/TableRow';
 import Typography from '@material-ui/core/Typography';
-import { doraApiRef, MetricsRow } from '../api';
+import { MetricsRow } from '../api';
+import { CardStates, useEntityMetrics } from './CardStates';
 import { DORA_PAGE_PATH, metricLines, MetricTable, Reminder, WindowPicker } from './EntityDoraCard';
 import { Sparkline } from './Sparkline';
 import { hours, isNumber, mean, percent, shortDate, suppressionText } from './format';
@@ -103,61 +94,49 @@ export function ActivitySummary(props: { activity: MetricsRow[] }) {
 
 /** The team's pooled DORA numbers, SPACE survey and PR activity, for a Group page. */
 export function EntityTeamDoraCard(props: { title?: string }) {
-  const { entity } = useEntity();
-  const api = useApi(doraApiRef);
-  const ref = stringifyEntityRef(entity).toLocaleLowerCase('en-US');
-  const [windowDays, setWindowDays] = useState(30);
-  const state = useAsync(() => api.getGroupMetrics(ref), [api, ref]);
+  const { ref, state, windowDays, setWindowDays } = useEntityMetrics((api, entityRef) =>
+    api.getGroupMetrics(entityRef),
+  );
   const title = props.title ?? 'Team DORA & SPACE';
-
-  if (state.loading) {
-    return (
-      <InfoCard title={title}>
-        <Progress />
-      </InfoCard>
-    );
-  }
-  if (state.error) {
-    return <ResponseErrorPanel error={state.error} title="Team metrics could not be loaded" />;
-  }
-  const data = state.value;
-  if (!data) {
-    return (
-      <InfoCard title={title}>
-        <EmptyState
-          missing="data"
-          title="No team metrics yet"
-          description={`The pipeline has published nothing for ${ref}: the team owns no component it knows and has no survey results.`}
-        />
-      </InfoCard>
-    );
-  }
-  const row = data.windows.find(w => w.window_days === windowDays) ?? data.windows[0];
   const candidatesLink = `${DORA_PAGE_PATH}/candidates?entity=${encodeURIComponent(ref)}`;
   return (
-    <InfoCard
+    <CardStates
       title={title}
-      subheader={row ? `Pooled over the team's components (sub-teams included), last ${row.window_days} days` : undefined}
-      action={row ? <WindowPicker value={row.window_days} onChange={setWindowDays} /> : undefined}
-      deepLink={{ title: 'What to try next', link: candidatesLink }}
+      state={state}
+      errorTitle="Team metrics could not be loaded"
+      isEmpty={() => false}
+      emptyTitle="No team metrics yet"
+      emptyDescription={`The pipeline has published nothing for ${ref}: the team owns no component it knows and has no survey results.`}
     >
-      {row ? (
-        <MetricTable lines={metricLines(row, data.weekly)} />
-      ) : (
-        <Typography variant="body2">This team owns no component with DORA metrics.</Typography>
-      )}
-      <Box mt={2}>
-        <Typography variant="subtitle2">SPACE survey</Typography>
-        <SurveyTable rows={data.surveys} />
-      </Box>
-      <Box mt={2}>
-        <Typography variant="subtitle2">Pull request activity</Typography>
-        <ActivitySummary activity={data.activity} />
-      </Box>
-      <Box mt={1} display="flex" justifyContent="space-between" flexWrap="wrap">
-        <Reminder />
-        <Link to={candidatesLink}>improvement candidates</Link>
-      </Box>
-    </InfoCard>
+      {data => {
+        const row = data.windows.find(w => w.window_days === windowDays) ?? data.windows[0];
+        return (
+          <InfoCard
+            title={title}
+            subheader={row ? `Pooled over the team's components (sub-teams included), last ${row.window_days} days` : undefined}
+            action={row ? <WindowPicker value={row.window_days} onChange={setWindowDays} /> : undefined}
+            deepLink={{ title: 'What to try next', link: candidatesLink }}
+          >
+            {row ? (
+              <MetricTable lines={metricLines(row, data.weekly)} />
+            ) : (
+              <Typography variant="body2">This team owns no component with DORA metrics.</Typography>
+            )}
+            <Box mt={2}>
+              <Typography variant="subtitle2">SPACE survey</Typography>
+              <SurveyTable rows={data.surveys} />
+            </Box>
+            <Box mt={2}>
+              <Typography variant="subtitle2">Pull request activity</Typography>
+              <ActivitySummary activity={data.activity} />
+            </Box>
+            <Box mt={1} display="flex" justifyContent="space-between" flexWrap="wrap">
+              <Reminder />
+              <Link to={candidatesLink}>improvement candidates</Link>
+            </Box>
+          </InfoCard>
+        );
+      }}
+    </CardStates>
   );
 }
