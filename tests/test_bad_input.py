@@ -344,7 +344,7 @@ REVIEWED_SQL_FORMATTING = {
     ("assets.py", "_organisation_medians"): "column names from the module's _MEASURES constant",
     ("assets.py", "_component_medians"): "column names from the module's _MEASURES constant",
     ("loader.py", "_copy_rows"): "a literal COPY option",
-    ("models.py", "_build_full"): "the model's SELECT, read from sql_models/ in the repository",
+    ("engine.py", "_build_full"): "the model's SELECT, read from sql_models/ in the repository",
 }
 
 
