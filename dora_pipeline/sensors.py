@@ -35,11 +35,11 @@ from dagster import (
 )
 
 from .config import Settings
-from .loader import load_partition
 from .resources import WarehouseResource
 from .sources.argocd import SOURCE as ARGOCD
 from .sources.argocd import ArgoCDSource
 from .warehouse import Warehouse, redact_url
+from .warehouse.loader import load_partition
 
 log = logging.getLogger(__name__)
 

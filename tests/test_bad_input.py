@@ -13,7 +13,6 @@ import requests
 from psycopg import sql
 
 from dora_pipeline.config import ConfigError, Settings
-from dora_pipeline.loader import load_partition
 from dora_pipeline.pipeline import build_and_publish, extract_partition
 from dora_pipeline.records import (
     CatalogEntity,
@@ -26,6 +25,7 @@ from dora_pipeline.records import (
 )
 from dora_pipeline.sources.survey import SurveySource
 from dora_pipeline.warehouse import Warehouse
+from dora_pipeline.warehouse.loader import load_partition
 from dora_pipeline.webhook import create_app, make_server, sign
 
 import faults

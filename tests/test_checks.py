@@ -17,8 +17,8 @@ from dora_pipeline.checks import (
     unknown_components,
     windows_complete,
 )
-from dora_pipeline.loader import load_partition
 from dora_pipeline.records import Deployment, Quarantined
+from dora_pipeline.warehouse.loader import load_partition
 
 from builders import at, build, component, deploy, group, load, pr, ref, sha
 

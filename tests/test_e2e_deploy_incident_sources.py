@@ -10,8 +10,8 @@ from datetime import date
 from decimal import Decimal
 
 from dora_pipeline import cli
-from dora_pipeline.loader import load_partition
 from dora_pipeline.records import CatalogEntity
+from dora_pipeline.warehouse.loader import load_partition
 from dora_pipeline.webhook import Inbox, parse_event
 
 from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application

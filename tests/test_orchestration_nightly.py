@@ -20,10 +20,10 @@ from test_orchestration_plan import assert_same_rows, environment, fresh_databas
 
 from dora_pipeline.config import Settings
 from dora_pipeline.definitions import build_definitions
-from dora_pipeline.loader import load_partition
 from dora_pipeline.records import CatalogEntity
 from dora_pipeline.resources import WarehouseResource
 from dora_pipeline.warehouse import Warehouse
+from dora_pipeline.warehouse.loader import load_partition
 
 from fakes.github_fake import FakeGitHub, FakePR
 from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application

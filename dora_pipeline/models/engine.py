@@ -126,7 +126,7 @@ DIRTY_SINCE = "dora.dirty_since"
 def external_tables() -> frozenset[str]:
     """Tables created by migrations, which models may read."""
     found = set()
-    folder = resources.files("dora_pipeline") / "migrations"
+    folder = resources.files("dora_pipeline.warehouse") / "migrations"
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
             text = entry.read_text(encoding="utf-8")
