@@ -193,7 +193,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print("stopped" if stop_embedded(settings) else "not running")
         return 0
     if args.command == "webhook":
-        from .webhook import serve
+        from .webhook.app import serve
 
         serve(settings, args.host, args.port)
         return 0

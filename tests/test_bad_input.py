@@ -26,7 +26,8 @@ from dora_pipeline.records import (
 from dora_pipeline.sources.survey import SurveySource
 from dora_pipeline.warehouse import Warehouse
 from dora_pipeline.warehouse.loader import load_partition
-from dora_pipeline.webhook import create_app, make_server, sign
+from dora_pipeline.webhook.app import create_app, make_server
+from dora_pipeline.webhook.events import sign
 
 import faults
 from builders import AS_OF, at, component, deploy, group, incident, pr, ref, service, sha
