@@ -236,7 +236,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
     from .pipeline import run
-    from .report_text import print_tables
+    from .report.tables import print_tables
 
     end = datetime.now(UTC).date() - timedelta(days=1)
     settings = replace(
@@ -261,7 +261,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from .report import write_report
+    from .report.html import write_report
 
     started = time.monotonic()
     result = write_report(settings, args.out, team=args.team, weeks=args.weeks)

@@ -341,7 +341,7 @@ def test_a_ten_megabyte_webhook_body_is_refused_with_413(receiver, fresh_warehou
 
 # Places that build SQL text by formatting, each reviewed: what they interpolate is not data.
 REVIEWED_SQL_FORMATTING = {
-    ("report_text.py", "print_tables"): "column names from the module's _COLUMNS constant",
+    ("tables.py", "print_tables"): "column names from the module's _COLUMNS constant",
     ("assets.py", "_organisation_medians"): "column names from the module's _MEASURES constant",
     ("assets.py", "_component_medians"): "column names from the module's _MEASURES constant",
     ("loader.py", "_copy_rows"): "a literal COPY option",

@@ -27,8 +27,8 @@ from dora_pipeline.config import Settings
 from dora_pipeline.defs.assets import _team_preview
 from dora_pipeline.pipeline import run
 from dora_pipeline.quality.checks import _md_table
-from dora_pipeline.report import write_report
-from dora_pipeline.report_text import print_tables
+from dora_pipeline.report.html import write_report
+from dora_pipeline.report.tables import print_tables
 from dora_pipeline.sources import get_source
 from dora_pipeline.text import markdown_cell, markdown_code, terminal, visible
 from dora_pipeline.warehouse import Warehouse
