@@ -65,7 +65,9 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _asset_check(asset_key: AssetKey, name: str, description: str, evaluate: Evaluate) -> AssetChecksDefinition:
+def _asset_check(
+    asset_key: AssetKey, name: str, description: str, evaluate: Evaluate
+) -> AssetChecksDefinition:
     @asset_check(asset=asset_key, name=name, blocking=False, description=description)
     def _check(warehouse: WarehouseResource) -> AssetCheckResult:
         wh = warehouse.warehouse()
@@ -79,23 +81,34 @@ def _source_checks(source: Source, asset_key: AssetKey) -> dict[str, AssetChecks
     """The checks of one extract asset, by check name."""
     return {
         "fresh": _asset_check(
-            asset_key, "fresh",
-            (f"WARN when the last extract is older than {FRESHNESS_MAX_AGE_HOURS} h. "
-             "Also evaluated hourly by the job source_freshness."),
-            lambda conn, settings: freshness(conn, source.name, source.skip_reason(settings), datetime.now(UTC)),
+            asset_key,
+            "fresh",
+            (
+                f"WARN when the last extract is older than {FRESHNESS_MAX_AGE_HOURS} h. "
+                "Also evaluated hourly by the job source_freshness."
+            ),
+            lambda conn, settings: freshness(
+                conn, source.name, source.skip_reason(settings), datetime.now(UTC)
+            ),
         ),
         "silent_crash": _asset_check(
-            asset_key, "silent_crash",
-            ("ERROR when the latest complete day loaded no rows although the same weekday loaded "
-             f"rows (median ≥ {SILENT_CRASH_MIN_ROWS}) in each of the previous weeks: the extract "
-             "ran but delivered nothing."),
+            asset_key,
+            "silent_crash",
+            (
+                "ERROR when the latest complete day loaded no rows although the same weekday loaded "
+                f"rows (median ≥ {SILENT_CRASH_MIN_ROWS}) in each of the previous weeks: the extract "
+                "ran but delivered nothing."
+            ),
             lambda conn, settings: silent_crash(conn, source.name, _today()),
         ),
         "quarantine_growth": _asset_check(
-            asset_key, "quarantine_growth",
-            (f"WARN when the last {QUARANTINE_RECENT_DAYS} days quarantined ≥ {QUARANTINE_MIN_ROWS} "
-             f"records at more than {QUARANTINE_GROWTH_FACTOR:g}× the daily rate of the "
-             f"{QUARANTINE_BASELINE_DAYS} days before."),
+            asset_key,
+            "quarantine_growth",
+            (
+                f"WARN when the last {QUARANTINE_RECENT_DAYS} days quarantined ≥ {QUARANTINE_MIN_ROWS} "
+                f"records at more than {QUARANTINE_GROWTH_FACTOR:g}× the daily rate of the "
+                f"{QUARANTINE_BASELINE_DAYS} days before."
+            ),
             lambda conn, settings: quarantine_growth(conn, source.name, _today()),
         ),
     }
@@ -104,9 +117,12 @@ def _source_checks(source: Source, asset_key: AssetKey) -> dict[str, AssetChecks
 def _windows_complete_check(asset_key: AssetKey, key_column: str) -> AssetChecksDefinition:
     table = asset_key.path[-1]
     return _asset_check(
-        asset_key, "windows_complete",
-        (f"ERROR when dora_metrics.{table} is empty or a {key_column} lacks one of the "
-         "windows 7, 30 and 90 days."),
+        asset_key,
+        "windows_complete",
+        (
+            f"ERROR when dora_metrics.{table} is empty or a {key_column} lacks one of the "
+            "windows 7, 30 and 90 days."
+        ),
         lambda conn, settings: windows_complete(conn, table, key_column),
     )
 
@@ -125,15 +141,21 @@ def build_checks(
     if service in published_keys:
         checks += [
             _asset_check(
-                service, "lead_time_coverage",
-                (f"WARN when fewer than {LEAD_TIME_COVERAGE_MIN_PCT:g} % of the 30-day window's "
-                 "production deployments shipped a PR (lead time then rests on a small share)."),
+                service,
+                "lead_time_coverage",
+                (
+                    f"WARN when fewer than {LEAD_TIME_COVERAGE_MIN_PCT:g} % of the 30-day window's "
+                    "production deployments shipped a PR (lead time then rests on a small share)."
+                ),
                 lambda conn, settings: lead_time_coverage(conn),
             ),
             _asset_check(
-                service, "unknown_components",
-                ("WARN when deployments or incidents of the 90-day window belong to services "
-                 "no catalog component claims (they count under unowned fallback refs)."),
+                service,
+                "unknown_components",
+                (
+                    "WARN when deployments or incidents of the 90-day window belong to services "
+                    "no catalog component claims (they count under unowned fallback refs)."
+                ),
                 lambda conn, settings: unknown_components(conn),
             ),
             _windows_complete_check(service, "entity_ref"),
