@@ -35,4 +35,4 @@ USER dora
 EXPOSE 3000 4000 8088
 
 # Each compose service sets its own command; by default, the code location.
-CMD ["dagster", "code-server", "start", "-m", "dora_pipeline.definitions", "-h", "0.0.0.0", "-p", "4000"]
+CMD ["dagster", "code-server", "start", "-m", "dora_pipeline.defs.definitions", "-h", "0.0.0.0", "-p", "4000"]

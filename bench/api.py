@@ -15,10 +15,10 @@ from common import END, SEED, Size
 from fake_github import FakeGitHub
 
 from dora_pipeline.config import Settings
+from dora_pipeline.demo.organisation import ORG, Organisation
 from dora_pipeline.records import PullRequest
 from dora_pipeline.sources import github
 from dora_pipeline.sources.base import ExtractContext
-from dora_pipeline.synthetic_org import ORG, Organisation
 
 DAYS = 7
 

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dora_pipeline.synthetic_org import ORG, Organisation, _prs_by_service
+from dora_pipeline.demo.organisation import ORG, Organisation, _prs_by_service
 
 SEARCH_CAP = 1000
 MERGED_RE = re.compile(r"merged:(\S+)\.\.(\S+)")

@@ -17,11 +17,11 @@ import psycopg
 from common import END, PSEUDONYM_KEY, SEED, Server, Size
 from psycopg import sql
 
-from dora_pipeline.loader import TABLES, _row, load_partition
+from dora_pipeline.demo.organisation import Organisation, events_of_day
 from dora_pipeline.privacy import pseudonymise
 from dora_pipeline.records import Incident, InvalidRecord
-from dora_pipeline.synthetic_org import Organisation, events_of_day
 from dora_pipeline.warehouse import apply_migrations
+from dora_pipeline.warehouse.loader import TABLES, _row, load_partition
 
 # Every raw table a daily partition writes (the catalog snapshot tables excepted).
 EVENT_TABLES = tuple(t for t in TABLES if t not in ("catalog_entities", "group_memberships"))

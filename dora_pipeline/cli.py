@@ -193,7 +193,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print("stopped" if stop_embedded(settings) else "not running")
         return 0
     if args.command == "webhook":
-        from .webhook import serve
+        from .webhook.app import serve
 
         serve(settings, args.host, args.port)
         return 0
@@ -236,7 +236,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
     from .pipeline import run
-    from .report_text import print_tables
+    from .report.tables import print_tables
 
     end = datetime.now(UTC).date() - timedelta(days=1)
     settings = replace(
@@ -261,7 +261,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from .report import write_report
+    from .report.html import write_report
 
     started = time.monotonic()
     result = write_report(settings, args.out, team=args.team, weeks=args.weeks)

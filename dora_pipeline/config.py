@@ -323,7 +323,7 @@ class Settings:
         "DORA_HTTP_MAX_RETRIES", 5, "HTTP client retry budget, for every vendor source"
     )
 
-    # Orchestration (dora_pipeline/schedules.py, sensors.py; docs/deploy.md)
+    # Orchestration (dora_pipeline/defs/schedules.py, sensors.py; docs/deploy.md)
     lookback_days: int = _orchestration(
         "DORA_LOOKBACK_DAYS",
         3,

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from .config import Settings
-from .loader import LoadResult, load_partition
 from .models import ModelGraph, build_all, load_models, model_parameters, publish
 from .sources import ExtractContext, Source, all_sources
 from .warehouse import Warehouse
+from .warehouse.loader import LoadResult, load_partition
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from dora_pipeline.loader import load_partition
 from dora_pipeline.pipeline import build_and_publish
 from dora_pipeline.records import CatalogEntity, Deployment, GroupMembership, Incident, PullRequest
+from dora_pipeline.warehouse.loader import load_partition
 
 UTC = UTC
 AS_OF = datetime(2025, 3, 31, tzinfo=UTC)

@@ -13,7 +13,6 @@ import requests
 from psycopg import sql
 
 from dora_pipeline.config import ConfigError, Settings
-from dora_pipeline.loader import load_partition
 from dora_pipeline.pipeline import build_and_publish, extract_partition
 from dora_pipeline.records import (
     CatalogEntity,
@@ -26,7 +25,9 @@ from dora_pipeline.records import (
 )
 from dora_pipeline.sources.survey import SurveySource
 from dora_pipeline.warehouse import Warehouse
-from dora_pipeline.webhook import create_app, make_server, sign
+from dora_pipeline.warehouse.loader import load_partition
+from dora_pipeline.webhook.app import create_app, make_server
+from dora_pipeline.webhook.events import sign
 
 import faults
 from builders import AS_OF, at, component, deploy, group, incident, pr, ref, service, sha
@@ -375,11 +376,11 @@ def test_a_ten_megabyte_webhook_body_is_refused_with_413(receiver, fresh_warehou
 
 # Places that build SQL text by formatting, each reviewed: what they interpolate is not data.
 REVIEWED_SQL_FORMATTING = {
-    ("report_text.py", "print_tables"): "column names from the module's _COLUMNS constant",
+    ("tables.py", "print_tables"): "column names from the module's _COLUMNS constant",
     ("assets.py", "_organisation_medians"): "column names from the module's _MEASURES constant",
     ("assets.py", "_component_medians"): "column names from the module's _MEASURES constant",
     ("loader.py", "_copy_rows"): "a literal COPY option",
-    ("models.py", "_build_full"): "the model's SELECT, read from sql_models/ in the repository",
+    ("engine.py", "_build_full"): "the model's SELECT, read from sql_models/ in the repository",
 }
 
 

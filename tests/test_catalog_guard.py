@@ -217,8 +217,8 @@ def test_in_dagster_the_run_tag_or_resource_config_accepts_a_shrink(settings, ht
     import dagster
     from dagster import AssetKey, materialize
 
-    from dora_pipeline.assets import ACCEPT_CATALOG_SHRINK_TAG, build_assets
-    from dora_pipeline.resources import WarehouseResource
+    from dora_pipeline.defs.assets import ACCEPT_CATALOG_SHRINK_TAG, build_assets
+    from dora_pipeline.defs.resources import WarehouseResource
 
     fake, warehouse = _whole_catalog_stored(settings, httpserver)
     fake.entities = full_catalog(5, 1)

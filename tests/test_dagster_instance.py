@@ -26,7 +26,7 @@ from dagster_postgres.utils import pg_url_from_config
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dora_pipeline.definitions import build_definitions
+from dora_pipeline.defs.definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -127,7 +127,7 @@ def test_partitioned_run_and_cli_backfill_are_recorded_in_postgres(dagster_home,
     # line in one run (`dora_raw/synthetic*` would miss dora_marts/benchmarks, which the
     # one-transaction publish needs too).
     backfill = subprocess.run(
-        [str(DAGSTER), "asset", "materialize", "-m", "dora_pipeline.definitions",
+        [str(DAGSTER), "asset", "materialize", "-m", "dora_pipeline.defs.definitions",
          "--select", "dora_raw/synthetic,group:staging,group:intermediate,group:marts,group:published",
          "--partition-range", f"{days[1]}...{days[2]}"],
         cwd=ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, capture_output=True, text=True, timeout=300,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster
 from dagster import AssetKey, Definitions, materialize
 
-from dora_pipeline.assets import build_assets
-from dora_pipeline.definitions import defs
-from dora_pipeline.resources import WarehouseResource
+from dora_pipeline.defs.assets import build_assets
+from dora_pipeline.defs.definitions import defs
+from dora_pipeline.defs.resources import WarehouseResource
 
 
 def test_definitions_load():

@@ -10,9 +10,10 @@ from datetime import date
 from decimal import Decimal
 
 from dora_pipeline import cli
-from dora_pipeline.loader import load_partition
 from dora_pipeline.records import CatalogEntity
-from dora_pipeline.webhook import Inbox, parse_event
+from dora_pipeline.warehouse.loader import load_partition
+from dora_pipeline.webhook.app import Inbox
+from dora_pipeline.webhook.events import parse_event
 
 from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application
 from fakes.opsgenie_api import API_KEY, FakeOpsgenie, log_entry

@@ -21,7 +21,7 @@ from dora_pipeline.config import Settings
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.records import Incident, Quarantined
 from dora_pipeline.sources import ExtractContext, Source, SourceError
-from dora_pipeline.sources.http import HttpClient
+from dora_pipeline.sources.http import HttpClient, RenewableAuth
 
 import faults
 
@@ -243,3 +243,26 @@ def test_one_call_makes_at_most_its_attempts_in_requests_when_failures_alternate
             client.get_json("incidents")
         assert len(server.log) == 6 == client.requests_sent
         assert len(waits) == 5
+
+
+class _AlwaysRenewed(RenewableAuth):
+    """A credential the server refuses every other time and that is always renewable."""
+
+    def __call__(self, request):
+        return request
+
+    def renewed(self, response) -> bool:
+        return True
+
+
+def test_a_renewed_credential_counts_as_one_of_the_attempts(server):
+    # 401 (credential renewed) and 503 in turn: a renewal re-sent inside an attempt made
+    # two requests per attempt; counted as an attempt, the call stops at max_retries + 1.
+    server.queue(*[fault for _ in range(20) for fault in (faults.status(401), faults.status(503))])
+    client = HttpClient(server.url, name="probe", timeout=1, max_retries=5, backoff_base=0.01,
+                        sleep=lambda _: None)
+    client.session.auth = _AlwaysRenewed()
+    with faults.inject("http: 401 with a renewed credential and 503 in turn"):
+        with pytest.raises(SourceError, match=r"probe: GET /incidents failed after 6 attempts"):
+            client.get_json("incidents")
+        assert len(server.log) == 6 == client.requests_sent

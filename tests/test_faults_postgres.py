@@ -19,12 +19,12 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dora_pipeline.loader import load_partition
 from dora_pipeline.models import ModelError, build_all, load_models, model_parameters, publish
 from dora_pipeline.pipeline import build_and_publish, extract_partition, run
 from dora_pipeline.records import Deployment
 from dora_pipeline.sources import get_source
 from dora_pipeline.warehouse import Warehouse, WarehouseUnavailable
+from dora_pipeline.warehouse.loader import load_partition
 
 import faults
 from builders import AS_OF, at, component, deploy, group, incident, pr, sha

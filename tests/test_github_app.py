@@ -24,7 +24,14 @@ from dora_pipeline.sources.github_app import app_jwt, load_private_key
 from dora_pipeline.warehouse import Warehouse
 
 from conftest import settings_with
-from fakes.github_fake import FakeApp, FakeCommit, FakeDeployment, FakeGitHub, merged_prs
+from fakes.github_fake import (
+    FakeApp,
+    FakeCommit,
+    FakeDeployment,
+    FakeGitHub,
+    merged_prs,
+    server_error,
+)
 
 APP_ID = 424242
 ACME, OTHER = 1101, 2202  # installation ids
@@ -245,6 +252,24 @@ def test_a_token_refused_twice_fails_the_partition(settings, httpserver, fake, a
         extract_partition(warehouse, _source(), DAY)
     assert fake.refusals == ["401 expired installation token"] * 2  # one renewal, no loop
     assert not any(token in str(raised.value) for token in fake.installation_tokens)
+
+
+def test_a_token_renewal_is_one_of_the_calls_attempts(settings, httpserver, fake, app_key):
+    # Every answer to the deployments list is a 503 that also revokes the tokens issued so
+    # far, so each attempt after the first meets a dead token: 401, renewal, and the next
+    # attempt's 503 revokes the new one. A renewal that re-sent inside an attempt made
+    # 2 * attempts - 1 = 5 requests here; counted as an attempt, it is 3 (max_retries 2).
+    def revoke_then_503():
+        fake.revoke_installation_tokens()
+        return server_error(503)()
+
+    fake.fail_next("/repos/acme/api/deployments", *[revoke_then_503] * 10)
+    warehouse = Warehouse(settings_with(settings, **_env(httpserver, app_key, GITHUB_REPOS="")))
+    with pytest.raises(SourceError, match=r"deployments failed after 3 attempts: HTTP 503"):
+        extract_partition(warehouse, _source(), DAY)
+    listed = [r for r in fake.requests if r.endswith("/repos/acme/api/deployments")]
+    assert len(listed) == 3
+    assert fake.refusals == ["401 unknown token"]
 
 
 # -- setup problems: one clear line, exit 4 -----------------------------------------

@@ -23,12 +23,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from test_report import chromium  # noqa: F401 (fixture)
 
-from dora_pipeline.assets import _team_preview
-from dora_pipeline.checks import _md_table
 from dora_pipeline.config import Settings
+from dora_pipeline.defs.assets import _team_preview
 from dora_pipeline.pipeline import run
-from dora_pipeline.report import write_report
-from dora_pipeline.report_text import print_tables
+from dora_pipeline.quality.checks import _md_table
+from dora_pipeline.report.html import write_report
+from dora_pipeline.report.tables import print_tables
 from dora_pipeline.sources import get_source
 from dora_pipeline.text import markdown_cell, markdown_code, terminal, visible
 from dora_pipeline.warehouse import Warehouse
@@ -192,10 +192,10 @@ def test_dagster_preview_markdown_keeps_every_cell_in_its_column(hostile_db):
     html = MarkdownIt("commonmark").enable("table").render(preview)
     assert "<script" not in html and "<img" not in html and "<a " not in html and "<em>" not in html
     assert not RAW_CONTROLS.search(preview)
-    check = _md_table(("name", "value"), [(v, i) for i, v in enumerate(HOSTILE)]).value
+    check = _md_table(("name", "value"), [(v, i) for i, v in enumerate(HOSTILE)])
     assert [len(r) for r in _table_cells(check)] == [2] * (len(HOSTILE) + 1)
     assert [r[1] for r in _table_cells(check)[1:]] == [str(i) for i in range(len(HOSTILE))]
-    code = _md_table(("fix", "n"), [(markdown_code(v + "`|``"), i) for i, v in enumerate(HOSTILE)]).value
+    code = _md_table(("fix", "n"), [(markdown_code(v + "`|``"), i) for i, v in enumerate(HOSTILE)])
     assert [len(r) for r in _table_cells(code)] == [2] * (len(HOSTILE) + 1)
     html = MarkdownIt("commonmark").enable("table").render(code)
     assert html.count("<code>") == len(HOSTILE) and "<script" not in html

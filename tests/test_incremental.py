@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from dora_pipeline.loader import load_partition
 from dora_pipeline.models import load_models, parse_model
 from dora_pipeline.pipeline import build_and_publish
 from dora_pipeline.records import Deployment, Incident, PullRequest
+from dora_pipeline.warehouse.loader import load_partition
 
 import faults
 from builders import component, group

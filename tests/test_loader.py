@@ -1,7 +1,7 @@
 from datetime import UTC, date, datetime, timedelta
 
-from dora_pipeline.loader import load_partition
 from dora_pipeline.records import Deployment, Incident, PullRequest, Quarantined
+from dora_pipeline.warehouse.loader import load_partition
 
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 DAY = date(2025, 3, 3)
@@ -76,7 +76,7 @@ def test_a_first_landing_copies_straight_in_and_a_collision_falls_back_to_the_up
     through the staging table + upsert with the same outcome (nothing lost, no error)."""
     from datetime import UTC, date, datetime, timedelta
 
-    from dora_pipeline.loader import load_partition
+    from dora_pipeline.warehouse.loader import load_partition
 
     from builders import at, deploy
 

@@ -190,8 +190,8 @@ def test_in_dagster_the_grain_is_an_asset_check_and_the_sql_hash_the_code_versio
     check, fails the run and keeps the previous table."""
     import dagster
 
-    from dora_pipeline.assets import AS_OF_TAG, GRAIN_CHECK, build_assets, model_key
-    from dora_pipeline.resources import WarehouseResource
+    from dora_pipeline.defs.assets import AS_OF_TAG, GRAIN_CHECK, build_assets, model_key
+    from dora_pipeline.defs.resources import WarehouseResource
 
     def assets_for(text: str):
         m = model(text, "int_grain_dagster")

@@ -22,10 +22,10 @@ from dagster import (
     instance_for_test,
 )
 
-from dora_pipeline.assets import daily_partitions
 from dora_pipeline.config import Settings
-from dora_pipeline.definitions import build_definitions
-from dora_pipeline.resources import WarehouseResource
+from dora_pipeline.defs.assets import daily_partitions
+from dora_pipeline.defs.definitions import build_definitions
+from dora_pipeline.defs.resources import WarehouseResource
 from dora_pipeline.sources import all_sources
 
 SYNTHETIC = AssetKey(["dora_raw", "synthetic"])

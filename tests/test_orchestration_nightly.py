@@ -19,11 +19,11 @@ from dagster import AssetKey, RunRequest, build_schedule_context, instance_for_t
 from test_orchestration_plan import assert_same_rows, environment, fresh_database, published
 
 from dora_pipeline.config import Settings
-from dora_pipeline.definitions import build_definitions
-from dora_pipeline.loader import load_partition
+from dora_pipeline.defs.definitions import build_definitions
+from dora_pipeline.defs.resources import WarehouseResource
 from dora_pipeline.records import CatalogEntity
-from dora_pipeline.resources import WarehouseResource
 from dora_pipeline.warehouse import Warehouse
+from dora_pipeline.warehouse.loader import load_partition
 
 from fakes.github_fake import FakeGitHub, FakePR
 from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application

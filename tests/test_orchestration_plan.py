@@ -30,9 +30,9 @@ from dagster import (
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dora_pipeline.assets import AS_OF_TAG
 from dora_pipeline.config import Settings
-from dora_pipeline.definitions import REBUILD, build_definitions
+from dora_pipeline.defs.assets import AS_OF_TAG
+from dora_pipeline.defs.definitions import REBUILD, build_definitions
 from dora_pipeline.pipeline import run
 from dora_pipeline.warehouse import Warehouse
 
@@ -281,7 +281,7 @@ def test_an_asset_backfill_launched_as_the_ui_does_publishes_what_run_publishes(
             "class": "SyncInMemoryRunLauncher",
         },
     }
-    target = ModuleTarget("dora_pipeline.definitions", "defs", str(ROOT), "dora_pipeline")
+    target = ModuleTarget("dora_pipeline.defs.definitions", "defs", str(ROOT), "dora_pipeline")
     with (
         instance_for_test(overrides=synchronous) as instance,
         create_test_daemon_workspace_context(target, instance) as workspace,

@@ -17,8 +17,8 @@ from dagster import (
 )
 
 from dora_pipeline.config import ConfigError, Settings
-from dora_pipeline.resources import WarehouseResource
-from dora_pipeline.sensors import alert_on_run_failure, argocd_poll_sensor
+from dora_pipeline.defs.resources import WarehouseResource
+from dora_pipeline.defs.sensors import alert_on_run_failure, argocd_poll_sensor
 from dora_pipeline.sources import SourceError
 
 from fakes.k8s_argocd import FakeKubernetes, history_entry, make_application

@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from dora_pipeline.config import ConfigError, Settings
 from dora_pipeline.pipeline import run
-from dora_pipeline.report import (
+from dora_pipeline.report.html import (
     METRICS,
     TIER_FILLS,
     Band,

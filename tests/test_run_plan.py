@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from dora_pipeline.assets import AS_OF_TAG, daily_partitions, plan_from_tags, run_plan_tags
 from dora_pipeline.config import Settings
+from dora_pipeline.defs.assets import AS_OF_TAG, daily_partitions, plan_from_tags, run_plan_tags
 from dora_pipeline.pipeline import OPEN_INCIDENT_LOOKBACK_DAYS, RunPlan, midnight_after
 from dora_pipeline.sources import get_source
 

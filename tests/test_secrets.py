@@ -28,11 +28,11 @@ from dagster._serdes import serialize_value
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dora_pipeline.assets import build_assets
 from dora_pipeline.cli import main
 from dora_pipeline.config import Settings
+from dora_pipeline.defs.assets import build_assets
+from dora_pipeline.defs.resources import WarehouseResource
 from dora_pipeline.pipeline import extract_partition
-from dora_pipeline.resources import WarehouseResource
 from dora_pipeline.sources import SourceError, get_source
 from dora_pipeline.warehouse import Warehouse, WarehouseUnavailable
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from dora_pipeline.config import ConfigError, Settings
+from dora_pipeline.defs.sensors import poll_argocd
 from dora_pipeline.pipeline import extract_partition
-from dora_pipeline.sensors import poll_argocd
 from dora_pipeline.sources import SourceError, get_source
 from dora_pipeline.sources.argocd import ArgoCDSource, application_records
 from dora_pipeline.warehouse import Warehouse

@@ -14,7 +14,8 @@ import requests
 from dora_pipeline.config import ConfigError
 from dora_pipeline.pipeline import extract_partition
 from dora_pipeline.sources import get_source
-from dora_pipeline.webhook import create_app, make_server, parse_event, serve, sign
+from dora_pipeline.webhook.app import create_app, make_server, serve
+from dora_pipeline.webhook.events import parse_event, sign
 
 from conftest import settings_with
 

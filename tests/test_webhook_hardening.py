@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from dora_pipeline.webhook import create_app, make_server, sign
+from dora_pipeline.webhook.app import create_app, make_server
+from dora_pipeline.webhook.events import sign
 
 from conftest import settings_with
 
@@ -133,7 +134,7 @@ def test_more_half_open_heads_than_connections_still_leave_room_for_valid_reques
     settings, warehouse
 ):
     hook_settings = settings_with(settings, DORA_WEBHOOK_SECRET=SECRET)
-    from dora_pipeline import webhook
+    from dora_pipeline.webhook import app as webhook
 
     server, thread, port = _start(create_app(hook_settings, warehouse.url), head_timeout=30.0)
     try:

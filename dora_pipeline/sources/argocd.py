@@ -5,7 +5,7 @@ deployment (natural key: application UID + history id). A ``status.operationStat
 phase ``Failed`` or ``Error`` is a failed attempt (natural key: application UID +
 the operation's ``startedAt``). ArgoCD keeps only the last ``revisionHistoryLimit``
 history entries, so besides the daily partition a Dagster sensor
-(``dora_pipeline.sensors.poll_argocd``) lands ``visible_by_day`` every
+(``dora_pipeline.defs.sensors.poll_argocd``) lands ``visible_by_day`` every
 ``ARGOCD_POLL_SECONDS``: every entry visible now, so an entry that rolls off between
 two partition runs is already stored, and the natural keys make sure nothing is
 counted twice. The source only reads the cluster; the sensor writes to the warehouse.

@@ -8,7 +8,9 @@ GITHUB_APP_INSTALLATION_ID names it), and exchanges the JWT for an installation 
 with ``POST /app/installations/{id}/access_tokens``. That token is then a bearer token
 for REST and GraphQL alike. It expires after an hour, so it is renewed five minutes
 before its ``expires_at``, and once more when GitHub answers 401 anyway (a token
-revoked or expired early); a backfill runs for hours on fresh tokens.
+revoked or expired early): that refused request is one of the call's attempts, so a
+call still makes at most ``attempts`` requests; a second 401 in a row is final. A
+backfill runs for hours on fresh tokens.
 
 Nothing here logs or raises the key, a JWT or a token: errors name the app, the
 installation and the organisation or repository, and say what to fix.
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..config import Settings
 from .base import SourceError
-from .http import HttpClient, HttpStatusError, RetryPolicy
+from .http import HttpClient, HttpStatusError, RenewableAuth, RetryPolicy
 
 #: GitHub refuses a JWT valid for more than ten minutes; nine leaves room for drift.
 JWT_LIFETIME_SECONDS = 540
@@ -202,9 +204,11 @@ class GitHubAppTokens:
         return SourceError(f"github: {app} could not authenticate for {what}: {exc}")
 
 
-class InstallationAuth(requests.auth.AuthBase):
-    """requests auth for one HTTP session: the current owner's installation token on
-    every request, and one retry with a new token when GitHub answers 401."""
+class InstallationAuth(RenewableAuth):
+    """requests auth for one HTTP session (one thread): the current owner's installation
+    token on every request. A 401 drops the refused token, and ``HttpClient`` re-sends
+    with a new one as the call's next attempt; a 401 right after another (no other
+    answer between) is GitHub's final answer, so a dead app never loops."""
 
     def __init__(
         self, tokens: GitHubAppTokens, session: requests.Session, owner: Callable[[], str]
@@ -212,33 +216,25 @@ class InstallationAuth(requests.auth.AuthBase):
         self.tokens = tokens
         self.session = session
         self.owner = owner
+        self._refused_last = False
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        owner = self.owner()
-        token = self.tokens.token(owner)
-        header = f"Bearer {token}"
+        header = f"Bearer {self.tokens.token(self.owner())}"
         request.headers["Authorization"] = header
         # Also in the session headers: HttpClient masks those in error messages.
         self.session.headers["Authorization"] = header
-        request.register_hook("response", self._renew_on_401(owner, token))
+        request.register_hook("response", self._answered)
         return request
 
-    def _renew_on_401(self, owner: str, token: str) -> Callable[..., requests.Response]:
-        def hook(response: requests.Response, **kwargs: Any) -> requests.Response:
-            if response.status_code != 401:
-                return response
-            self.tokens.invalidate(owner, token)
-            fresh = f"Bearer {self.tokens.token(owner)}"
-            self.session.headers["Authorization"] = fresh
-            response.content  # noqa: B018 - read the body so the connection can be reused
-            response.close()
-            retry = response.request.copy()
-            retry.headers["Authorization"] = fresh
-            # Sent through the adapter, not the session: no hooks run again, so a
-            # second 401 is GitHub's final answer and fails the request as usual.
-            again = response.connection.send(retry, **kwargs)
-            again.history.append(response)
-            again.request = retry
-            return again
+    def _answered(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if response.status_code != 401:
+            self._refused_last = False
+        return response
 
-        return hook
+    def renewed(self, response: requests.Response) -> bool:
+        if self._refused_last:
+            return False
+        self._refused_last = True
+        token = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+        self.tokens.invalidate(self.owner(), token)
+        return True

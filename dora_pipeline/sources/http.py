@@ -1,9 +1,9 @@
 """The HTTP layer every vendor source shares, and the one retry loop behind it.
 
 ``RetryLoop.run`` is the only place a source retries: a call makes at most
-``max_retries + 1`` attempts (one request each), whatever fails. (A GitHub App's expired
-installation token is renewed and the request re-sent once inside an attempt, by
-``github_app.InstallationAuth``: authentication, not a retry.) Timeouts on every
+``max_retries + 1`` attempts (one request each), whatever fails, a refused credential
+included: a 401 that a ``RenewableAuth`` (a GitHub App's installation token) answers
+with a new credential is one more failed attempt, re-sent at once. Timeouts on every
 request; capped exponential backoff with jitter for connection errors, timeouts, 5xx
 and bodies that are not valid JSON; ``Retry-After`` and the rate-limit headers honoured
 for 429 and rate-limited 403; a hook for vendors whose rate limit is not an HTTP status
@@ -142,6 +142,17 @@ def rate_limit_wait(headers: Mapping[str, str], now: float, *, limited: bool = F
     return None
 
 
+class RenewableAuth(requests.auth.AuthBase):
+    """requests auth whose credential can be renewed when the server refuses it.
+
+    ``HttpClient`` asks ``renewed(response)`` about every 401: True when a new credential
+    is in place, so the next attempt (counted like any other) may succeed; False when
+    the refusal is final and the call fails with the 401."""
+
+    def renewed(self, response: requests.Response) -> bool:
+        return False
+
+
 class HttpStatusError(SourceError):
     """An HTTP error answer (4xx) that is not retried; ``status`` lets a caller tell
     one refusal from another (GitHub App auth: 401 wrong key, 404 not installed)."""
@@ -223,6 +234,9 @@ class HttpClient:
                          at_least=60.0 if status == 403 else 1.0)
         if status in RETRY_STATUSES:
             return Retry(f"HTTP {status}")
+        auth = self.session.auth
+        if status == 401 and isinstance(auth, RenewableAuth) and auth.renewed(response):
+            return Retry("HTTP 401 (credential renewed)", wait=0.0)
         if status >= 400:
             snippet = _snippet(response, _credentials(self.session.headers))
             raise HttpStatusError(f"{self._where(method, url)} failed with HTTP {status}: {snippet}", status)

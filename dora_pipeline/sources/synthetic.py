@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 from functools import partial
 
 from ..config import Settings
+from ..demo.organisation import Organisation, catalog, events_of_day
 from ..privacy import pseudonym_key, pseudonymise
 from ..records import Quarantined, Record
-from ..synthetic_org import Organisation, catalog, events_of_day
 from .base import ExtractContext, Source
 
 

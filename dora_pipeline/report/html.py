@@ -35,9 +35,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .config import ConfigError, Settings
-from .text import chart_label, shorten, terminal, visible
-from .warehouse import PUBLISHED_SCHEMA, Warehouse, WarehouseUnavailable, connect, redact_url
+from ..config import ConfigError, Settings
+from ..text import chart_label, shorten, terminal, visible
+from ..warehouse import PUBLISHED_SCHEMA, Warehouse, WarehouseUnavailable, connect, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -716,7 +716,7 @@ def _environment():
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("dora_pipeline", "report_assets"),
+        loader=jinja2.PackageLoader("dora_pipeline.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
@@ -814,7 +814,7 @@ class _Page:
         unowned = sorted(ref for ref, row in d.services.items() if not row.get("owner_ref"))
         context = {
             # Our own stylesheet, not data: inlined as it is (escaping would break its quotes).
-            "css": Markup((resources.files("dora_pipeline") / "report_assets" / "report.css").read_text(
+            "css": Markup((resources.files("dora_pipeline.report") / "templates" / "report.css").read_text(
                 encoding="utf-8")),
             "team": self.options.team,
             "as_of": _fmt_date(d.as_of),

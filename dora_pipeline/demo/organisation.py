@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from .records import (
+from ..records import (
     CatalogEntity,
     Deployment,
     DirectChange,

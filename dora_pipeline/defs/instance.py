@@ -17,7 +17,7 @@ from pathlib import Path
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 
-from .config import Settings
+from ..config import Settings
 
 
 def local_dagster_dir() -> Path:

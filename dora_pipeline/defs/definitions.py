@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dagster import AssetKey, AssetSelection, Definitions, define_asset_job, in_process_executor
 
+from ..config import Settings
+from ..models import ModelGraph, load_models
+from ..sources import all_sources
 from .assets import build_assets, extract_key
 from .checks import build_checks
-from .config import Settings
-from .models import ModelGraph, load_models
 from .resources import WarehouseResource
 from .schedules import freshness_schedule, nightly_schedule
 from .sensors import alert_on_run_failure, argocd_poll_sensor, rebuild_models_sensor
-from .sources import all_sources
 
 REBUILD = AssetSelection.groups("staging", "intermediate", "marts", "published")
 # A run executes its steps in one process, in dependency order. A process per step

@@ -8,8 +8,8 @@ from typing import ClassVar
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from .config import Settings
-from .warehouse import Warehouse
+from ..config import Settings
+from ..warehouse import Warehouse
 
 
 class WarehouseResource(ConfigurableResource):

@@ -1,4 +1,4 @@
-"""Asset checks: the troubleshooting guide turned into alarms.
+"""Data-quality checks: the troubleshooting guide turned into alarms.
 
 Each check tests one property and says what to do in its metadata. Severity is chosen
 per check, on one rule: ERROR when what is published is wrong or missing (a source
@@ -8,7 +8,7 @@ source, low lead-time coverage, events for components the catalog does not know,
 more records quarantined). No check is blocking: the previous published tables stay
 in place either way, and a holiday must not stop the nightly publish.
 
-Where each check runs:
+Where each check runs (``dora_pipeline/defs/checks.py`` wires them into Dagster):
 
 - on every extract asset ``dora_raw/<source>``: ``silent_crash`` and ``quarantine_growth``
   after each extract; ``fresh`` also every hour (job ``source_freshness``), because a
@@ -16,30 +16,43 @@ Where each check runs:
 - on ``dora_metrics/service_metrics``: ``lead_time_coverage``, ``unknown_components`` and
   ``windows_complete``; on ``dora_metrics/team_metrics``: ``windows_complete``.
 
-The functions taking a connection hold the logic (tests call them on hand-built rows);
-the ``*_check`` factories wrap them for Dagster.
+Each function takes a connection and returns an ``Outcome`` of plain values (tests call
+them on hand-built rows); no Dagster type appears here. A new check goes here, and its
+Dagster wrapper is one entry in ``defs/checks.py``.
 """
 
-# No `from __future__ import annotations`: Dagster inspects the resource annotations at runtime.
+from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
 from statistics import median
+from typing import Any
 
 import psycopg
-from dagster import (
-    AssetCheckResult,
-    AssetChecksDefinition,
-    AssetCheckSeverity,
-    AssetKey,
-    MetadataValue,
-    asset_check,
-)
 from psycopg import sql
 
-from .resources import WarehouseResource
-from .sources import Source
-from .text import Markdown, markdown_code, markdown_table
+from ..text import Markdown, markdown_code, markdown_table
+
+
+class Severity(StrEnum):
+    """How bad a failed check is (the names of Dagster's asset check severities)."""
+
+    ERROR = "ERROR"
+    WARN = "WARN"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A check's result as plain values: ``metadata`` holds numbers, text, lists and
+    dicts, and ``Markdown`` for what a UI should render as Markdown."""
+
+    passed: bool
+    severity: Severity
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
 
 # Silent crash: the latest complete day loaded nothing although the same weekday of each
 # of the previous weeks loaded at least this many rows (weekly seasonality: a team that
@@ -81,8 +94,8 @@ _ANNOTATION_FOR_KEY = {
 }
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> MetadataValue:
-    return MetadataValue.md(markdown_table(header, rows))
+def _md_table(header: Sequence[str], rows: Sequence[Sequence]) -> Markdown:
+    return Markdown(markdown_table(header, rows))
 
 
 # ---------------------------------------------------------------- per source
@@ -104,14 +117,14 @@ def _rows_by_partition(conn: psycopg.Connection, source: str, before: date) -> d
     )
 
 
-def silent_crash(conn: psycopg.Connection, source: str, today: date) -> AssetCheckResult:
+def silent_crash(conn: psycopg.Connection, source: str, today: date) -> Outcome:
     """ERROR when the latest complete day of ``source`` loaded no rows although the same
     weekday loaded rows in each of the previous weeks: the extract ran and "succeeded"
     but delivered nothing (an expired token scope, a renamed org, an API change)."""
     rows = _rows_by_partition(conn, source, today)
     if not rows:
-        return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.ERROR,
+        return Outcome(
+            passed=True, severity=Severity.ERROR,
             description=f"no complete partition of {source} extracted yet",
         )
     latest = max(rows)
@@ -124,35 +137,35 @@ def silent_crash(conn: psycopg.Connection, source: str, today: date) -> AssetChe
     metadata = {
         "latest_partition": latest.isoformat(),
         "rows_latest_partition": rows[latest],
-        "same_weekday_rows": MetadataValue.json({d.isoformat(): n for d, n in sorted(same_weekday.items())}),
+        "same_weekday_rows": {d.isoformat(): n for d, n in sorted(same_weekday.items())},
         "last_days": _md_table(("day", "rows"), recent),
     }
     if rows[latest] > 0:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR, metadata=metadata)
+        return Outcome(passed=True, severity=Severity.ERROR, metadata=metadata)
     if len(same_weekday) < SILENT_CRASH_MIN_WEEKS:
-        return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.ERROR, metadata=metadata,
+        return Outcome(
+            passed=True, severity=Severity.ERROR, metadata=metadata,
             description=f"{latest} loaded nothing; not enough history of that weekday to call it a crash",
         )
     usual = median(same_weekday.values())
     crashed = all(n > 0 for n in same_weekday.values()) and usual >= SILENT_CRASH_MIN_ROWS
     if not crashed:
-        return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.ERROR, metadata=metadata,
+        return Outcome(
+            passed=True, severity=Severity.ERROR, metadata=metadata,
             description=f"{latest} loaded nothing, as that weekday often does for {source}",
         )
-    metadata["action"] = MetadataValue.md(
+    metadata["action"] = Markdown(
         f"The extract of `{source}` for {latest} succeeded but loaded no rows, while that weekday "
         f"loaded {usual:g} rows (median) in each of the previous {len(same_weekday)} weeks.\n\n"
         f"1. Open the run that extracted {latest} and look for `skipped` or warnings in the log of "
         f"`dora_raw/{source}`.\n"
         f"2. Check the source's credentials and their scopes/permissions (a token that lost "
         f"access to an org often returns empty lists, not errors), and compare with the vendor's UI.\n"
-        f"3. Re-extract the day (idempotent): `dagster asset materialize -m dora_pipeline.definitions "
+        f"3. Re-extract the day (idempotent): `dagster asset materialize -m dora_pipeline.defs.definitions "
         f"--select dora_raw/{source} --partition {latest}`."
     )
-    return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.ERROR, metadata=metadata,
+    return Outcome(
+        passed=False, severity=Severity.ERROR, metadata=metadata,
         description=f"{source} loaded nothing for {latest}; usually {usual:g} rows on that weekday",
     )
 
@@ -160,7 +173,7 @@ def silent_crash(conn: psycopg.Connection, source: str, today: date) -> AssetChe
 def freshness(
     conn: psycopg.Connection, source: str, skip_reason: str | None, now: datetime,
     max_age_hours: float = FRESHNESS_MAX_AGE_HOURS,
-) -> AssetCheckResult:
+) -> Outcome:
     """WARN when the last complete extract of ``source`` is older than ``max_age_hours``
     (or a configured source was never extracted): its numbers are late, not wrong."""
     last, last_partition = conn.execute(
@@ -172,26 +185,26 @@ def freshness(
         metadata["not_configured"] = skip_reason
     if last is None:
         if skip_reason:
-            return AssetCheckResult(
-                passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata,
+            return Outcome(
+                passed=True, severity=Severity.WARN, metadata=metadata,
                 description=f"{source} is not configured and was never extracted",
             )
-        metadata["action"] = MetadataValue.md(
+        metadata["action"] = Markdown(
             f"`{source}` is configured but was never extracted. Launch a backfill of "
             f"`dora_raw/{source}` (e.g. the last 30 days) or wait for the nightly schedule."
         )
-        return AssetCheckResult(
-            passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
+        return Outcome(
+            passed=False, severity=Severity.WARN, metadata=metadata,
             description=f"{source} is configured but was never extracted",
         )
     age_hours = (now - last).total_seconds() / 3600
     metadata.update({
         "last_extracted_at": last.isoformat(),
         "last_partition": last_partition.isoformat(),
-        "age_hours": MetadataValue.float(round(age_hours, 1)),
+        "age_hours": round(age_hours, 1),
     })
     if age_hours <= max_age_hours:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata)
+        return Outcome(passed=True, severity=Severity.WARN, metadata=metadata)
     if skip_reason:
         todo = (f"`{source}` is no longer configured ({skip_reason}). Restore its configuration, "
                 "or ignore this warning if the source was retired on purpose.")
@@ -199,14 +212,14 @@ def freshness(
         todo = ("Check that the schedule `nightly_refresh` is running and the dagster-daemon is up "
                 "(Overview → Schedules, Deployment → Daemons), and look for failed runs of "
                 f"`dora_raw/{source}`.")
-    metadata["action"] = MetadataValue.md(todo)
-    return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
+    metadata["action"] = Markdown(todo)
+    return Outcome(
+        passed=False, severity=Severity.WARN, metadata=metadata,
         description=f"{source} was last extracted {age_hours:.0f} h ago (limit {max_age_hours:g} h)",
     )
 
 
-def quarantine_growth(conn: psycopg.Connection, source: str, today: date) -> AssetCheckResult:
+def quarantine_growth(conn: psycopg.Connection, source: str, today: date) -> Outcome:
     """WARN when ``source`` quarantined records at more than twice its usual daily rate
     over the last week: bad records are kept aside, so metrics undercount a little."""
     recent_start = today - timedelta(days=QUARANTINE_RECENT_DAYS)
@@ -225,12 +238,12 @@ def quarantine_growth(conn: psycopg.Connection, source: str, today: date) -> Ass
     metadata = {
         "quarantined_last_7_days": recent,
         "quarantined_previous_28_days": baseline,
-        "per_day_recent": MetadataValue.float(round(recent_rate, 2)),
-        "per_day_before": MetadataValue.float(round(baseline_rate, 2)),
+        "per_day_recent": round(recent_rate, 2),
+        "per_day_before": round(baseline_rate, 2),
     }
     grew = recent >= QUARANTINE_MIN_ROWS and recent_rate > QUARANTINE_GROWTH_FACTOR * baseline_rate
     if not grew:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata)
+        return Outcome(passed=True, severity=Severity.WARN, metadata=metadata)
     reasons = conn.execute(
         """
         select split_part(reason, ':', 1) as field, count(*), min(reason), min(record_key)
@@ -241,14 +254,14 @@ def quarantine_growth(conn: psycopg.Connection, source: str, today: date) -> Ass
         (source, recent_start, today),
     ).fetchall()
     metadata["reasons"] = _md_table(("field", "records", "example reason", "example record"), reasons)
-    metadata["action"] = MetadataValue.md(
+    metadata["action"] = Markdown(
         "The reasons name the field and value; fix the record upstream, or the mapping if the "
         "vendor changed its payload. Inspect with:\n\n"
         f"`select reason, record_key, payload from dora_raw.quarantine where source = '{source}' "
         f"and partition_date >= '{recent_start}' order by partition_date desc;`"
     )
-    return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
+    return Outcome(
+        passed=False, severity=Severity.WARN, metadata=metadata,
         description=(f"{source} quarantined {recent_rate:.1f} records/day this week, "
                      f"{baseline_rate:.1f}/day before"),
     )
@@ -267,15 +280,15 @@ def _published_window(conn: psycopg.Connection, days: int) -> tuple[datetime, da
 
 def lead_time_coverage(
     conn: psycopg.Connection, min_pct: float = LEAD_TIME_COVERAGE_MIN_PCT
-) -> AssetCheckResult:
+) -> Outcome:
     """WARN when fewer than ``min_pct`` % of the 30-day window's production deployments
     shipped a change (a PR, or a commit pushed without one): lead time is then measured
     on a small, possibly biased share."""
     window = _published_window(conn, COVERAGE_WINDOW_DAYS)
-    metadata: dict = {"min_coverage_pct": min_pct, "hint": MetadataValue.md(SQUASH_MERGE_HINT)}
+    metadata: dict = {"min_coverage_pct": min_pct, "hint": Markdown(SQUASH_MERGE_HINT)}
     if window is None:
-        return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata,
+        return Outcome(
+            passed=True, severity=Severity.WARN, metadata=metadata,
             description="nothing published yet (windows_complete reports that)",
         )
     start, end = window
@@ -296,14 +309,14 @@ def lead_time_coverage(
         "deployments_without_commit_sha": without_sha,
     })
     if total == 0:
-        return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata,
+        return Outcome(
+            passed=True, severity=Severity.WARN, metadata=metadata,
             description="no production deployment in the 30-day window",
         )
     pct = 100.0 * linked / total
-    metadata["coverage_pct"] = MetadataValue.float(round(pct, 1))
+    metadata["coverage_pct"] = round(pct, 1)
     if pct >= min_pct:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata)
+        return Outcome(passed=True, severity=Severity.WARN, metadata=metadata)
     worst = conn.execute(
         """
         select o.entity_ref, count(*) as deployments,
@@ -323,19 +336,19 @@ def lead_time_coverage(
     metadata["lowest_components"] = _md_table(
         ("component", "deployments", "shipping a PR", "without commit SHA", "coverage %"), worst
     )
-    return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
+    return Outcome(
+        passed=False, severity=Severity.WARN, metadata=metadata,
         description=f"{pct:.1f} % of production deployments shipped a PR (minimum {min_pct:g} %)",
     )
 
 
-def unknown_components(conn: psycopg.Connection) -> AssetCheckResult:
+def unknown_components(conn: psycopg.Connection) -> Outcome:
     """WARN when deployments or incidents of the 90-day window name services no catalog
     component claims: they still count, under a fallback ref no team owns."""
     window = _published_window(conn, UNKNOWN_WINDOW_DAYS)
     if window is None:
-        return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.WARN,
+        return Outcome(
+            passed=True, severity=Severity.WARN,
             description="nothing published yet (windows_complete reports that)",
         )
     start, end = window
@@ -376,7 +389,7 @@ def unknown_components(conn: psycopg.Connection) -> AssetCheckResult:
         "catalog_components": catalog_components,
     }
     if not unknown:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN, metadata=metadata)
+        return Outcome(passed=True, severity=Severity.WARN, metadata=metadata)
 
     def fix(key_type: str, key: str) -> str:
         if key_type == "entity_ref":
@@ -391,24 +404,24 @@ def unknown_components(conn: psycopg.Connection) -> AssetCheckResult:
         [(r[0], r[1], r[2], ", ".join(r[3]), fix(r[4], r[5])) for r in unknown[:20]],
     )
     if catalog_components == 0:
-        metadata["action"] = MetadataValue.md(
+        metadata["action"] = Markdown(
             "No catalog is loaded: configure the Backstage source (BACKSTAGE_URL, BACKSTAGE_TOKEN) "
             "so components have owners and teams get numbers."
         )
     else:
-        metadata["action"] = MetadataValue.md(
+        metadata["action"] = Markdown(
             "These events count under fallback refs `component:default/<name>` that no group owns, "
             "so no team's numbers include them. Add the annotation in each component's "
             "catalog-info.yaml (or register the component); the next build maps them."
         )
-    return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.WARN, metadata=metadata,
+    return Outcome(
+        passed=False, severity=Severity.WARN, metadata=metadata,
         description=(f"{len(unknown)} component(s) unknown to the catalog: {metadata['deployments']} "
                      f"deployments, {metadata['incidents']} incidents in 90 days"),
     )
 
 
-def windows_complete(conn: psycopg.Connection, table: str, key_column: str) -> AssetCheckResult:
+def windows_complete(conn: psycopg.Connection, table: str, key_column: str) -> Outcome:
     """ERROR when a published per-entity table is empty or an entity lacks one of the
     windows 7, 30, 90 (or has one twice): Backstage shows these rows as they are."""
     target = sql.Identifier("dora_metrics", table)
@@ -418,12 +431,12 @@ def windows_complete(conn: psycopg.Connection, table: str, key_column: str) -> A
     ).fetchone()
     metadata = {"rows": rows, "entities": entities, "expected_windows": list(WINDOWS)}
     if rows == 0:
-        metadata["action"] = MetadataValue.md(
+        metadata["action"] = Markdown(
             f"`dora_metrics.{table}` is empty. Check that a source is configured and extracted "
             "(see the extract assets' checks), then run the job `build_and_publish`."
         )
-        return AssetCheckResult(
-            passed=False, severity=AssetCheckSeverity.ERROR, metadata=metadata,
+        return Outcome(
+            passed=False, severity=Severity.ERROR, metadata=metadata,
             description=f"dora_metrics.{table} is empty",
         )
     broken = conn.execute(
@@ -440,129 +453,14 @@ def windows_complete(conn: psycopg.Connection, table: str, key_column: str) -> A
     ).fetchall()
     metadata["entities_with_wrong_windows"] = len(broken)
     if not broken:
-        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR, metadata=metadata)
+        return Outcome(passed=True, severity=Severity.ERROR, metadata=metadata)
     metadata["examples"] = _md_table((key_column, "windows"), broken[:10])
-    metadata["action"] = MetadataValue.md(
+    metadata["action"] = Markdown(
         "Every entity must have exactly one row per window. Rebuild (job `build_and_publish`); if "
         "it persists, a model dropped or duplicated a window: check "
         "`sql_models/intermediate/int_periods.sql` and `int_subject_period_metrics.sql`."
     )
-    return AssetCheckResult(
-        passed=False, severity=AssetCheckSeverity.ERROR, metadata=metadata,
+    return Outcome(
+        passed=False, severity=Severity.ERROR, metadata=metadata,
         description=f"{len(broken)} of {entities} entities in dora_metrics.{table} lack a window",
     )
-
-
-# ---------------------------------------------------------------- Dagster wiring
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
-def silent_crash_check(source: Source, asset_key: AssetKey) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset_key, name="silent_crash", blocking=False,
-        description=(
-            "ERROR when the latest complete day loaded no rows although the same weekday loaded "
-            f"rows (median ≥ {SILENT_CRASH_MIN_ROWS}) in each of the previous weeks: the extract "
-            "ran but delivered nothing."
-        ),
-    )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.warehouse().connection() as conn:
-            return silent_crash(conn, source.name, _today())
-
-    return _check
-
-
-def freshness_check(source: Source, asset_key: AssetKey) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset_key, name="fresh", blocking=False,
-        description=(f"WARN when the last extract is older than {FRESHNESS_MAX_AGE_HOURS} h. "
-                     "Also evaluated hourly by the job source_freshness."),
-    )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        wh = warehouse.warehouse()
-        with wh.connection() as conn:
-            return freshness(conn, source.name, source.skip_reason(wh.settings), datetime.now(UTC))
-
-    return _check
-
-
-def quarantine_growth_check(source: Source, asset_key: AssetKey) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset_key, name="quarantine_growth", blocking=False,
-        description=(
-            f"WARN when the last {QUARANTINE_RECENT_DAYS} days quarantined ≥ {QUARANTINE_MIN_ROWS} "
-            f"records at more than {QUARANTINE_GROWTH_FACTOR:g}× the daily rate of the "
-            f"{QUARANTINE_BASELINE_DAYS} days before."
-        ),
-    )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.warehouse().connection() as conn:
-            return quarantine_growth(conn, source.name, _today())
-
-    return _check
-
-
-def lead_time_coverage_check(asset_key: AssetKey) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset_key, name="lead_time_coverage", blocking=False,
-        description=(f"WARN when fewer than {LEAD_TIME_COVERAGE_MIN_PCT:g} % of the 30-day window's "
-                     "production deployments shipped a PR (lead time then rests on a small share)."),
-    )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.warehouse().connection() as conn:
-            return lead_time_coverage(conn)
-
-    return _check
-
-
-def unknown_components_check(asset_key: AssetKey) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset_key, name="unknown_components", blocking=False,
-        description=("WARN when deployments or incidents of the 90-day window belong to services "
-                     "no catalog component claims (they count under unowned fallback refs)."),
-    )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.warehouse().connection() as conn:
-            return unknown_components(conn)
-
-    return _check
-
-
-def windows_complete_check(asset_key: AssetKey, key_column: str) -> AssetChecksDefinition:
-    table = asset_key.path[-1]
-
-    @asset_check(
-        asset=asset_key, name="windows_complete", blocking=False,
-        description=(f"ERROR when dora_metrics.{table} is empty or a {key_column} lacks one of the "
-                     "windows 7, 30 and 90 days."),
-    )
-    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
-        with warehouse.warehouse().connection() as conn:
-            return windows_complete(conn, table, key_column)
-
-    return _check
-
-
-def build_checks(
-    extract_keys: dict[Source, AssetKey], published_keys: set[AssetKey]
-) -> tuple[list[AssetChecksDefinition], list[AssetChecksDefinition]]:
-    """Every check, and separately the freshness checks (for the hourly job)."""
-    fresh = [freshness_check(source, key) for source, key in extract_keys.items()]
-    checks = list(fresh)
-    for source, key in extract_keys.items():
-        checks += [silent_crash_check(source, key), quarantine_growth_check(source, key)]
-    service = AssetKey(["dora_metrics", "service_metrics"])
-    team = AssetKey(["dora_metrics", "team_metrics"])
-    if service in published_keys:
-        checks += [
-            lead_time_coverage_check(service),
-            unknown_components_check(service),
-            windows_complete_check(service, "entity_ref"),
-        ]
-    if team in published_keys:
-        checks.append(windows_complete_check(team, "group_ref"))
-    return checks, fresh

@@ -43,8 +43,8 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 from sqlglot.optimizer.scope import traverse_scope
 
-from .config import Settings
-from .warehouse import PUBLISHED_SCHEMA, first_line, pipeline_lock
+from ..config import Settings
+from ..warehouse import PUBLISHED_SCHEMA, first_line, pipeline_lock
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ LAYER_SCHEMAS = {
     "intermediate": "dora_intermediate",
     "marts": "dora_marts",
 }
-MODELS_DIR = Path(__file__).resolve().parent.parent / "sql_models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "sql_models"
 
 
 class ModelError(ValueError):
@@ -126,7 +126,7 @@ DIRTY_SINCE = "dora.dirty_since"
 def external_tables() -> frozenset[str]:
     """Tables created by migrations, which models may read."""
     found = set()
-    folder = resources.files("dora_pipeline") / "migrations"
+    folder = resources.files("dora_pipeline.warehouse") / "migrations"
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
             text = entry.read_text(encoding="utf-8")
@@ -223,7 +223,7 @@ def _parameters_read(statement: exp.Expression, where: str) -> frozenset[str]:
     if undeclared:
         raise ModelError(
             f"{where}: reads undeclared parameter(s) {', '.join(undeclared)} "
-            "(declare them in dora_pipeline/models.py MODEL_PARAMETERS)"
+            "(declare them in dora_pipeline/models/engine.py MODEL_PARAMETERS)"
         )
     return frozenset(found)
 

@@ -34,12 +34,12 @@ from dagster import (
     sensor,
 )
 
-from .config import Settings
-from .loader import load_partition
+from ..config import Settings
+from ..sources.argocd import SOURCE as ARGOCD
+from ..sources.argocd import ArgoCDSource
+from ..warehouse import Warehouse, redact_url
+from ..warehouse.loader import load_partition
 from .resources import WarehouseResource
-from .sources.argocd import SOURCE as ARGOCD
-from .sources.argocd import ArgoCDSource
-from .warehouse import Warehouse, redact_url
 
 log = logging.getLogger(__name__)
 

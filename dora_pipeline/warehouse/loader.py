@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 import psycopg
 from psycopg import sql
 
-from .records import (
+from ..records import (
     CatalogEntity,
     Deployment,
     DirectChange,
@@ -38,7 +38,7 @@ from .records import (
     payload_text,
     storable_text,
 )
-from .warehouse import pipeline_lock
+from .database import pipeline_lock
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import psycopg
 
-from .text import display_width, pad, terminal
+from ..text import display_width, pad, terminal
 
 CELL_WIDTH = 60  # a longer value ends in an ellipsis
 LINE_WIDTH = 300  # a finding or suggestion line

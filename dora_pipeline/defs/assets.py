@@ -43,8 +43,8 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 
-from .config import Settings
-from .models import (
+from ..config import Settings
+from ..models import (
     GrainViolation,
     Model,
     ModelGraph,
@@ -53,11 +53,11 @@ from .models import (
     model_parameters,
     publish,
 )
-from .pipeline import RunPlan, extract_partition, latest_extracted_day, planned_days
+from ..pipeline import RunPlan, extract_partition, latest_extracted_day, planned_days
+from ..sources import Source, all_sources
+from ..text import markdown_table
+from ..warehouse import Warehouse
 from .resources import WarehouseResource
-from .sources import Source, all_sources
-from .text import markdown_table
-from .warehouse import Warehouse
 
 PUBLISHED_GROUP = "published"
 # Run tag accepting a catalog that shrank past DORA_CATALOG_MAX_SHRINK_PCT (like `run --accept-catalog-shrink`).

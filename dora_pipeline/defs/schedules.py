@@ -27,10 +27,10 @@ from dagster import (
     schedule,
 )
 
+from ..pipeline import RunPlan
+from ..sources import Source
 from .assets import run_plan_tags
-from .pipeline import RunPlan
 from .resources import WarehouseResource
-from .sources import Source
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import (

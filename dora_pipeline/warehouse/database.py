@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .config import ConfigError, Settings
+from ..config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def check_settings(conn: psycopg.Connection, settings: Settings) -> None:
 
 
 def _migration_files() -> list[tuple[str, str]]:
-    folder = resources.files("dora_pipeline") / "migrations"
+    folder = resources.files("dora_pipeline.warehouse") / "migrations"
     files = sorted(
         (entry.name, entry.read_text(encoding="utf-8"))
         for entry in folder.iterdir()
