@@ -355,7 +355,10 @@ def build_model(
         conn.execute(
             "select set_config(%s, %s, true)", (DIRTY_SINCE, "-infinity" if dirty is None else dirty.isoformat())
         )
-        rows = _build_full(conn, model) if dirty is None else _build_slice(conn, model, dirty)
+        if dirty is None:
+            rows = _build_full(conn, model)
+        else:
+            rows, dirty = _build_slice(conn, model, dirty)
         conn.execute(
             """
             insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since)
@@ -416,24 +419,46 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
     return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
 
 
-def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> int:
-    """Replace the rows of an incremental model from ``dirty`` on, in place."""
+def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tuple[int, datetime]:
+    """Replace the rows of an incremental model from ``dirty`` on, in place; returns the
+    row count and the start of what the build changed.
+
+    A row the slice re-emits replaces its old version wherever that was: an event whose
+    time moved on re-extraction (the loader updates the row in place) must not stay at
+    its old time too. The earliest such old row widens what this build reports as
+    changed (model_state.dirty_since), and every incremental model built after it
+    rebuilds from there (``dirty_since``): what was at the old time has gone."""
     target = sql.Identifier(model.schema, model.name)
     column = sql.Identifier(model.incremental)
     since = sql.Literal(dirty)
-    conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since))
+    built = sql.Identifier(f"{model.name}__slice"[:63])
     try:
         conn.execute(
-            sql.SQL("insert into {} select * from ({}) as m where m.{} >= {}").format(
-                target, sql.SQL(model.sql), column, since
+            sql.SQL("create temp table {} on commit drop as select * from ({}) as m where m.{} >= {}").format(
+                built, sql.SQL(model.sql), column, since
             )
         )
     except psycopg.Error as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
-    audit_grain(conn, model, target)
+    audited: sql.Composable = target
+    if model.grain:
+        keys = sql.SQL(", ").join(map(sql.Identifier, model.grain))
+        in_slice = sql.SQL("({}) in (select {} from {})").format(keys, keys, built)
+        moved = conn.execute(
+            sql.SQL(
+                "with gone as (delete from {} where {} < {} and {} returning {}) "
+                "select date_trunc('week', min({})::timestamptz, 'UTC') from gone"
+            ).format(target, column, since, in_slice, column, column)
+        ).fetchone()[0]
+        dirty = min(dirty, moved) if moved is not None else dirty
+        # The table passed its audit last time: only keys the slice wrote can repeat.
+        audited = sql.SQL("(select * from {} where {}) as written").format(target, in_slice)
+    conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since))
+    conn.execute(sql.SQL("insert into {} select * from {}").format(target, built))
+    audit_grain(conn, model, audited)
     conn.execute(sql.SQL("analyze {}").format(target))
-    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0], dirty
 
 
 # Raw tables whose rows carry partition_date and loaded_at are event tables: a row loaded
@@ -522,9 +547,12 @@ def dirty_since(
     The slice reaches back to the earliest of: the week holding the previous as_of and
     the new one (windows and the partial week move), and the week of the earliest
     partition any raw event loaded after the model's fresh_as_of belongs to, less the
-    late margin (an incident changes the deployment it blames)."""
+    late margin (an incident changes the deployment it blames), and the slice any model
+    built since this one last was reports (it reaches back to where a re-extracted event
+    moved away from, see ``_build_slice``)."""
     previous = conn.execute(
-        "select inputs, fresh_as_of, as_of from dora_lib.model_state where model = %s", (model.qualified,)
+        "select inputs, fresh_as_of, as_of, built_at from dora_lib.model_state where model = %s",
+        (model.qualified,),
     ).fetchone()
     if previous is None or previous[0] != inputs or previous[2] is None or "dora.as_of" not in params:
         return None
@@ -545,7 +573,10 @@ def dirty_since(
                        {previous_as_of}::timestamptz - interval '1 microsecond',
                        {as_of}::timestamptz - interval '1 microsecond',
                        (select min(day) from ({changed}) as c)::timestamp at time zone 'UTC'
-                           - make_interval(hours => {margin})
+                           - make_interval(hours => {margin}),
+                       -- rows another model moved away from (an event re-extracted at a new time)
+                       (select min(s.dirty_since) from dora_lib.model_state as s
+                        where s.built_at > {previous_built_at} and s.model <> {model})
                    ), 'UTC')
             """
         ).format(
@@ -553,6 +584,8 @@ def dirty_since(
             as_of=sql.Literal(params["dora.as_of"]),
             changed=changed,
             margin=sql.Literal(margin),
+            previous_built_at=sql.Literal(previous[3]),
+            model=sql.Literal(model.qualified),
         )
     ).fetchone()[0]
 

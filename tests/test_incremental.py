@@ -187,7 +187,13 @@ def test_incremental_is_declared_in_the_header_and_names_a_column():
         model("/* incremental: day */\nselect current_date as week_start", "int_w")
     with pytest.raises(ModelError, match=r"int_w.sql: reads dora.dirty_since but declares no 'incremental:'"):
         model("/* x */\nselect current_setting('dora.dirty_since') as s", "int_w")
-    assert {m.name for m in load_models().ordered() if m.incremental} == {
-        "int_subject_period_metrics", "service_metrics_weekly", "team_metrics_weekly",
-        "lead_time_breakdown_weekly", "team_space_activity_weekly"}
+    assert {(m.name, m.incremental) for m in load_models().ordered() if m.incremental} == {
+        ("stg_deployments", "finished_at"), ("stg_incidents", "opened_at"), ("stg_pull_requests", "merged_at"),
+        ("int_production_deployments", "finished_at"), ("int_incidents_blamed", "opened_at"),
+        ("int_pull_request_components", "merged_at"), ("int_pull_request_reviews", "merged_at"),
+        ("int_group_pull_requests", "merged_at"), ("int_group_first_merges", "first_merged_at"),
+        ("int_subject_incidents", "opened_at"), ("int_subject_failed_attempts", "finished_at"),
+        ("int_subject_period_metrics", "period_end"), ("service_metrics_weekly", "week_start"),
+        ("team_metrics_weekly", "week_start"), ("lead_time_breakdown_weekly", "week_start"),
+        ("team_space_activity_weekly", "week_start")}
     assert parse_model  # the project's files parse with their declarations (load_models above)
