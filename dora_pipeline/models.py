@@ -19,8 +19,9 @@
   a model reading an undeclared one fails at parse time with its file name.
 - A model's ``code_version`` is the hash of its SQL, so Dagster shows which models
   changed since they were last built.
-- Staging, intermediate and private mart tables are rebuilt from raw on every run, so
-  they are UNLOGGED (no WAL); only ``dora_metrics`` is logged.
+- Staging, intermediate and private mart tables are rebuilt from raw (in full, or by
+  their incremental slice), so they are UNLOGGED (no WAL); only ``dora_metrics`` is
+  logged. An incremental table a server crash emptied is rebuilt in full.
 """
 
 from __future__ import annotations
@@ -385,9 +386,9 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
     target = sql.Identifier(model.schema, model.name)
     staging_name = f"{model.name}__build"
     building = sql.Identifier(model.schema, staging_name)
-    # Tables rebuilt from raw every run need no WAL; an incremental table keeps rows
-    # across runs, so it must survive a crash.
-    create = sql.SQL("create table {} as " if model.incremental else "create unlogged table {} as ")
+    # Tables rebuilt from raw need no WAL: an incremental one that a crash emptied is
+    # rebuilt in full (dirty_since), as every other one is on every run.
+    create = sql.SQL("create unlogged table {} as ")
     conn.execute(sql.SQL("create schema if not exists {}").format(schema))
     conn.execute(sql.SQL("drop table if exists {}").format(building))
     try:
@@ -558,6 +559,8 @@ def dirty_since(
         return None
     if conn.execute("select to_regclass(%s)", (model.qualified,)).fetchone()[0] is None:
         return None
+    if _crash_emptied(conn, [model.qualified]):
+        return None
     changed = sql.SQL(" union all ").join(
         sql.SQL("(select min(partition_date) as day from {} where loaded_at > {})").format(
             sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
@@ -598,24 +601,32 @@ def _refuse_crash_emptied_upstreams(conn: psycopg.Connection, model: Model) -> N
     upstream = [d for d in model.depends_on if d.split(".", 1)[0] in LAYER_SCHEMAS.values()]
     if not upstream:
         return
-    emptied = conn.execute(
-        """
-        select n.nspname || '.' || c.relname
-        from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
-        where c.relpersistence = 'u' and c.relkind = 'r' and c.relpages > 0
-          and pg_relation_size(c.oid) = 0
-          and (n.nspname || '.' || c.relname) = any(%s)
-        order by 1
-        """,
-        (upstream,),
-    ).fetchall()
+    emptied = _crash_emptied(conn, upstream)
     if emptied:
-        names = ", ".join(row[0] for row in emptied)
+        names = ", ".join(emptied)
         raise ModelError(
             f"{model.layer}/{model.path.name}: upstream {names} was emptied by a server restart "
             "after a crash (build tables are unlogged); rebuild the upstream models first "
             "(`dora-pipeline run` rebuilds them all)"
         )
+
+
+def _crash_emptied(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """Which of ``tables`` (schema.table) are unlogged build tables a crash emptied."""
+    return [
+        row[0]
+        for row in conn.execute(
+            """
+            select n.nspname || '.' || c.relname
+            from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+            where c.relpersistence = 'u' and c.relkind = 'r' and c.relpages > 0
+              and pg_relation_size(c.oid) = 0
+              and (n.nspname || '.' || c.relname) = any(%s)
+            order by 1
+            """,
+            (tables,),
+        ).fetchall()
+    ]
 
 
 def grain_violations(conn: psycopg.Connection, model: Model, table: sql.Composable) -> tuple[int, list[tuple]]:
