@@ -75,6 +75,8 @@ class Model:
     parameters: frozenset[str] = frozenset()  # dora.* settings the SQL reads
     columns: tuple[str, ...] = ()  # output columns, when the SELECT names them (no *)
     incremental: str | None = None  # time column: rows with it >= dora.dirty_since are rebuilt
+    content_hashed: bool = False  # 'hash: content': dependents' inputs hash its rows, not its inputs
+    replaces: tuple[str, ...] = ()  # an incremental slice's rows replace older rows with these (default: grain)
 
     @property
     def code_version(self) -> str:
@@ -118,6 +120,13 @@ _INDEX_RE = re.compile(r"^\s*index:\s*(.+)$", re.M | re.I)
 # Lower-case and identifiers only, so prose such as "Grain: one row per ..." stays prose.
 _GRAIN_RE = re.compile(r"^\s*grain:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
 _INCREMENTAL_RE = re.compile(r"^\s*incremental:\s*([a-z_]\w*)\s*$", re.M)
+# A small model whose any change reaches every period of its dependents (a component's
+# first event, its first production deployment): they hash its rows, so a change of
+# them rebuilds an incremental dependent in full.
+# The event a row belongs to ('replaces: incident_id'): a slice's rows replace every older
+# row of their events, also one under another component (re-extracted with other ones).
+_REPLACES_RE = re.compile(r"^\s*replaces:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
+_HASH_CONTENT_RE = re.compile(r"^\s*hash:\s*content\s*$", re.M)
 # The one parameter that differs per model: the start of the slice an incremental build
 # replaces ('-infinity' on a full build). Only incremental models may read it.
 DIRTY_SINCE = "dora.dirty_since"
@@ -176,7 +185,12 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
     if len(increments) > 1:
         raise ModelError(f"{where}: declares 'incremental:' {len(increments)} times (one time column)")
     incremental = increments[0] if increments else None
-    description = _INCREMENTAL_RE.sub("", _GRAIN_RE.sub("", _INDEX_RE.sub("", description))).strip()
+    content_hashed = bool(_HASH_CONTENT_RE.search(description))
+    replaces = tuple(c.strip() for m in _REPLACES_RE.finditer(description) for c in m.group(1).split(","))
+    if replaces and not incremental:
+        raise ModelError(f"{where}: declares 'replaces:' but no 'incremental:' column")
+    description = _INCREMENTAL_RE.sub("", _GRAIN_RE.sub("", _INDEX_RE.sub("", description)))
+    description = _REPLACES_RE.sub("", _HASH_CONTENT_RE.sub("", description)).strip()
     parameters = _parameters_read(statement, where)
     if DIRTY_SINCE in parameters and not incremental:
         raise ModelError(f"{where}: reads {DIRTY_SINCE} but declares no 'incremental:' column")
@@ -194,6 +208,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
             raise ModelError(f"{where}: grain names {', '.join(unknown)}, not a column of the model")
     if incremental and outputs and "*" not in outputs and incremental not in outputs:
         raise ModelError(f"{where}: incremental names {incremental}, not a column of the model")
+    if replaces and outputs and "*" not in outputs and not set(replaces) <= set(outputs):
+        raise ModelError(f"{where}: replaces names {', '.join(sorted(set(replaces) - set(outputs)))}, not a column")
     return Model(
         name=path.stem.lower(),
         layer=layer,
@@ -207,6 +223,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         parameters=parameters,
         columns=tuple(outputs) if "*" not in outputs else (),
         incremental=incremental,
+        content_hashed=content_hashed,
+        replaces=replaces,
     )
 
 
@@ -360,6 +378,9 @@ def build_model(
             rows = _build_full(conn, model)
         else:
             rows, dirty = _build_slice(conn, model, dirty)
+        if model.content_hashed:  # what its dependents' inputs hash (see _HASH_CONTENT_RE)
+            content = _content_hash(conn, model.qualified)
+            inputs = hashlib.sha256(f"{inputs}\n{content}".encode()).hexdigest()
         conn.execute(
             """
             insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since)
@@ -424,9 +445,9 @@ def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tup
     """Replace the rows of an incremental model from ``dirty`` on, in place; returns the
     row count and the start of what the build changed.
 
-    A row the slice re-emits replaces its old version wherever that was: an event whose
-    time moved on re-extraction (the loader updates the row in place) must not stay at
-    its old time too. The earliest such old row widens what this build reports as
+    A row the slice re-emits replaces its old version wherever that was (rows sharing its
+    ``replaces:`` columns, else its grain): an event whose time or components moved on
+    re-extraction (the loader updates the row in place) must not stay where it was. The earliest such old row widens what this build reports as
     changed (model_state.dirty_since), and every incremental model built after it
     rebuilds from there (``dirty_since``): what was at the old time has gone."""
     target = sql.Identifier(model.schema, model.name)
@@ -443,8 +464,8 @@ def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tup
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
     audited: sql.Composable = target
-    if model.grain:
-        keys = sql.SQL(", ").join(map(sql.Identifier, model.grain))
+    if model.replaces or model.grain:
+        keys = sql.SQL(", ").join(map(sql.Identifier, model.replaces or model.grain))
         in_slice = sql.SQL("({}) in (select {} from {})").format(keys, keys, built)
         moved = conn.execute(
             sql.SQL(

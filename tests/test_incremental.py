@@ -1,8 +1,9 @@
 """Incremental models (docs/performance.md, "Incremental models"): a run rebuilds only the
 weeks that new or changed raw rows can touch, and publishes exactly what a full rebuild
 publishes. Proven against a twin warehouse that receives the same loads and is always
-rebuilt in full: random late arrivals (deployments and PRs in past weeks, incidents that
-are resolved or change components days later, re-extracted days) over several runs.
+rebuilt in full: random late arrivals (deployments, PRs and direct changes in past weeks,
+incidents that are resolved or change components days later, re-extracted days, events
+re-extracted at another time) over several runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from psycopg import sql
 from dora_pipeline.loader import load_partition
 from dora_pipeline.models import load_models, parse_model
 from dora_pipeline.pipeline import build_and_publish
-from dora_pipeline.records import Deployment, Incident, PullRequest
+from dora_pipeline.records import Deployment, DirectChange, Incident, PullRequest
 
 import faults
 from builders import component, group
@@ -51,7 +52,7 @@ def _at(hours: int) -> datetime:
 
 
 # One event: (kind, component, hour after START, a duration in hours, a flag).
-event = st.tuples(st.sampled_from(("deploy", "pr", "incident")), st.sampled_from(COMPONENTS),
+event = st.tuples(st.sampled_from(("deploy", "pr", "incident", "direct")), st.sampled_from(COMPONENTS),
                   st.integers(0, 60 * 24), st.integers(0, 200), st.booleans())
 
 
@@ -60,6 +61,8 @@ def _record(n: int, kind: str, comp: str, hour: int, hours: int, flag: bool):
     if kind == "deploy":
         return Deployment("gen", f"d{n}", "entity_ref", f"component:default/{comp}", "production",
                           when, commit_sha=f"{n % 5 + 1:040x}", failed=flag and n % 3 == 0)
+    if kind == "direct":  # five SHAs per repository: a reused one is the same commit, re-extracted
+        return DirectChange("gen", f"acme/{comp}", f"{n % 5 + 1:040x}", when - timedelta(hours=hours), when)
     if kind == "pr":
         return PullRequest("gen", f"acme/{comp}", n + 1, when - timedelta(hours=hours), merged_at=when,
                            first_commit_at=when - timedelta(hours=hours + 3), merge_commit_sha=f"{n % 5 + 1:040x}")
@@ -72,7 +75,8 @@ def _load(warehouse, records: list) -> None:
     """Each record in the partition of its event day, as the sources extract them."""
     by_day: dict[date, list] = {}
     for record in records:
-        when = getattr(record, "finished_at", None) or getattr(record, "merged_at", None) or record.opened_at
+        when = (getattr(record, "finished_at", None) or getattr(record, "merged_at", None)
+                or getattr(record, "committed_at", None) or record.opened_at)
         by_day.setdefault(when.date(), []).append(record)
     with warehouse.connection() as conn:
         for day, batch in sorted(by_day.items()):
@@ -116,6 +120,20 @@ def _reset(*warehouses) -> None:
                  (1, [("incident", "web", 24 * 7 + 2, 20, True)]),
                  (4, [("deploy", "api", 36, 0, False), ("pr", "db", 24 * 20, 2, False)]),
                  (0, [("deploy", "api", 30, 0, False)])])
+# Events re-extracted at another time (a late arrival reusing base key hour % len(base)):
+# deploy d1 leaves week 0, where incident i0 was blamed on it; PR 3 of web moves from
+# week 0 to week 2 (its group's first merge and the deploy that shipped it change);
+# incident i5 moves from week 0 to week 2.
+@example(base=[("incident", "api", 40, 10, True), ("deploy", "api", 30, 0, False), ("pr", "web", 50, 5, False),
+               ("deploy", "web", 60, 0, False), ("deploy", "db", 48, 0, False), ("incident", "db", 51, 20, True)],
+         nights=[(1, [("deploy", "api", 481, 0, True)]), (1, [("pr", "web", 434, 5, True)]),
+                 (2, [("incident", "db", 365, 20, True)])])
+# A PR arriving late whose head SHA a deploy of the week before its merge shipped (n 1002:
+# SHA 3, base deploy 2); a PR merged on day 4 first deployed three weeks later; a direct
+# change whose SHA a deploy before its commit shipped.
+@example(base=[("pr", "db", 24 * 4, 2, False), ("deploy", "web", 24 * 2, 0, False), ("deploy", "api", 24 * 5, 0, False)],
+         nights=[(2, [("pr", "api", 24 * 10, 200, False)]),
+                 (1, [("deploy", "db", 24 * 25, 0, False), ("direct", "web", 24 * 9, 190, False)])])
 @EXAMPLES
 @given(base=st.lists(event, max_size=12),
        nights=st.lists(st.tuples(st.integers(0, 8), st.lists(event, max_size=5)), min_size=1, max_size=3))

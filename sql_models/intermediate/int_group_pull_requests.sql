@@ -3,7 +3,8 @@ or through a descendant group): the PRs a team's activity is computed over. A PR
 repository that maps to two of a group's components counts once.
 index: group_ref, merged_at
 grain: group_ref, pr_id
-incremental: merged_at */
+incremental: merged_at
+replaces: pr_id */
 select distinct
     gc.group_ref,                               -- the group
     r.pr_id,                                    -- repository#number

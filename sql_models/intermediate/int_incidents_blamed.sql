@@ -6,7 +6,8 @@ incident and component.
 Incremental by opened_at: a deploy arriving (or changing) at t changes the blame of
 incidents opened from t on only, and the lookup reads every deploy before the incident.
 grain: incident_id, entity_ref
-incremental: opened_at */
+incremental: opened_at
+replaces: incident_id */
 select
     i.incident_id,                              -- the incident
     i.entity_ref,                               -- the affected component

@@ -2,7 +2,8 @@
 counts. Failed attempts and other environments are excluded here, once.
 index: entity_ref, finished_at
 grain: deployment_id, entity_ref
-incremental: finished_at */
+incremental: finished_at
+replaces: deployment_id */
 select
     d.deployment_id,                            -- source:external_id
     d.entity_ref,                               -- the component deployed

@@ -8,7 +8,8 @@ list was not extracted keeps the repository mapping (mapped_by = 'no_file_list')
 Incremental by merged_at: a PR's file list is extracted with it, in its merge day's partition.
 index: entity_ref, merged_at
 grain: pr_id, entity_ref
-incremental: merged_at */
+incremental: merged_at
+replaces: pr_id */
 with folders as (
     select c.entity_ref, f.repository, f.folder
     from dora_staging.stg_catalog_components as c

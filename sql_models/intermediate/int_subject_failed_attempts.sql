@@ -1,7 +1,8 @@
 /* One row per subject and failed production deploy attempt in its pool. Reported,
 never counted as a deployment.
 grain: subject_kind, subject_ref, deployment_id
-incremental: finished_at */
+incremental: finished_at
+replaces: deployment_id */
 select distinct
     s.subject_kind,                             -- component | group
     s.subject_ref,                              -- the component or group

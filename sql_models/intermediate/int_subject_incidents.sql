@@ -1,7 +1,8 @@
 /* One row per subject and incident affecting a component in its pool (an incident
 affecting two of a group's components counts once).
 grain: subject_kind, subject_ref, incident_id
-incremental: opened_at */
+incremental: opened_at
+replaces: incident_id */
 select distinct on (s.subject_kind, s.subject_ref, i.incident_id)
     s.subject_kind,                             -- component | group
     s.subject_ref,                              -- the component or group

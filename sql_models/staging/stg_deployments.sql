@@ -3,7 +3,8 @@ than one component), with whether its environment is production.
 Incremental by finished_at: a deploy is extracted in the partition of the day it finished.
 index: entity_ref, finished_at
 grain: deployment_id, entity_ref
-incremental: finished_at */
+incremental: finished_at
+replaces: deployment_id */
 select
     d.source || ':' || d.external_id as deployment_id,   -- unique across sources
     d.source,                                   -- argocd, github, webhook, synthetic...

@@ -4,7 +4,8 @@ Incremental by opened_at: an incident is extracted (and re-extracted while open)
 partition of the day it opened.
 index: entity_ref, opened_at
 grain: incident_id, entity_ref
-incremental: opened_at */
+incremental: opened_at
+replaces: incident_id */
 select distinct
     i.source || ':' || i.external_id as incident_id,  -- unique across sources
     k.entity_ref,                               -- affected component

@@ -4,7 +4,8 @@ than the merge: a rebased history can carry odd author dates).
 Incremental by merged_at: a PR is extracted in the partition of the day it merged.
 index: entity_ref, merged_at
 grain: pr_id, entity_ref
-incremental: merged_at */
+incremental: merged_at
+replaces: pr_id */
 select
     p.repository || '#' || p.number as pr_id,   -- unique: numbers repeat across repositories
     p.repository,                               -- owner/name
