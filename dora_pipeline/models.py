@@ -491,6 +491,12 @@ _CHILD_TABLES = frozenset({"dora_raw.incident_components"})
 # An event can change the numbers of an earlier one: an incident is blamed on the
 # deployment up to DORA_INCIDENT_WINDOW_HOURS before it.
 LATE_MARGIN_HOURS = ("dora.incident_window_hours",)
+# A change can be shipped by a deploy of its SHA from the moment it was first authored,
+# before its merge (its partition day): a PR or direct change dirties from then.
+_REACHES_BACK = {
+    "dora_raw.pull_requests": "min(least(first_commit_at, opened_at))",
+    "dora_raw.direct_changes": "min(authored_at)",
+}
 
 
 def _event_tables(conn: psycopg.Connection) -> list[str]:
@@ -568,8 +574,9 @@ def dirty_since(
 
     The slice reaches back to the earliest of: the week holding the previous as_of and
     the new one (windows and the partial week move), and the week of the earliest
-    partition any raw event loaded after the model's fresh_as_of belongs to, less the
-    late margin (an incident changes the deployment it blames), and the slice any model
+    partition any raw event loaded after the model's fresh_as_of belongs to (or the
+    earliest time such a change was authored, ``_REACHES_BACK``), less the late margin
+    (an incident changes the deployment it blames), and the slice any model
     built since this one last was reports (it reaches back to where a re-extracted event
     moved away from, see ``_build_slice``)."""
     previous = conn.execute(
@@ -583,8 +590,8 @@ def dirty_since(
     if _crash_emptied(conn, [model.qualified]):
         return None
     changed = sql.SQL(" union all ").join(
-        sql.SQL("(select min(partition_date) as day from {} where loaded_at > {})").format(
-            sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
+        sql.SQL("(select least(min(partition_date)::timestamp at time zone 'UTC', {}) as at from {} where loaded_at > {})").format(
+            sql.SQL(_REACHES_BACK.get(table, "null")), sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
         )
         for table in event_tables
     )
@@ -596,8 +603,7 @@ def dirty_since(
                        -- as_of is an exclusive end: its week is the one holding the instant before
                        {previous_as_of}::timestamptz - interval '1 microsecond',
                        {as_of}::timestamptz - interval '1 microsecond',
-                       (select min(day) from ({changed}) as c)::timestamp at time zone 'UTC'
-                           - make_interval(hours => {margin}),
+                       (select min(at) from ({changed}) as c) - make_interval(hours => {margin}),
                        -- rows another model moved away from (an event re-extracted at a new time)
                        (select min(s.dirty_since) from dora_lib.model_state as s
                         where s.built_at > {previous_built_at} and s.model <> {model})
