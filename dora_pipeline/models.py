@@ -376,20 +376,21 @@ def build_model(
         )
         if dirty is None:
             rows = _build_full(conn, model)
+            changed = _upstream_changed_since(conn, model)  # a full build changes what they changed
         else:
-            rows, dirty = _build_slice(conn, model, dirty)
+            rows, changed = _build_slice(conn, model, dirty)
         if model.content_hashed:  # what its dependents' inputs hash (see _HASH_CONTENT_RE)
             content = _content_hash(conn, model.qualified)
             inputs = hashlib.sha256(f"{inputs}\n{content}".encode()).hexdigest()
         conn.execute(
             """
-            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since)
-            values (%s, %s, %s, %s, %s)
+            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since, changed_since)
+            values (%s, %s, %s, %s, %s, %s)
             on conflict (model) do update
             set inputs = excluded.inputs, fresh_as_of = excluded.fresh_as_of, as_of = excluded.as_of,
-                dirty_since = excluded.dirty_since, built_at = now()
+                dirty_since = excluded.dirty_since, changed_since = excluded.changed_since, built_at = now()
             """,
-            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty),
+            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty, changed),
         )
     log.debug(
         "model %s built%s: %d rows in %.2fs",
@@ -441,15 +442,17 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
     return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
 
 
-def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tuple[int, datetime]:
+def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tuple[int, datetime | None]:
     """Replace the rows of an incremental model from ``dirty`` on, in place; returns the
-    row count and the start of what the build changed.
+    row count and the week of the earliest row it changed, added or removed (or None).
 
     A row the slice re-emits replaces its old version wherever that was (rows sharing its
     ``replaces:`` columns, else its grain): an event whose time or components moved on
-    re-extraction (the loader updates the row in place) must not stay where it was. The earliest such old row widens what this build reports as
-    changed (model_state.dirty_since), and every incremental model built after it
-    rebuilds from there (``dirty_since``): what was at the old time has gone."""
+    re-extraction (the loader updates the row in place) must not stay where it was. The
+    week of the earliest row that changed (a moved event's old place included) is
+    recorded (model_state.changed_since; a full build passes on its upstreams'), and the
+    incremental models downstream rebuild from there (``dirty_since``): one whose own
+    slice is narrower would keep what was there."""
     target = sql.Identifier(model.schema, model.name)
     column = sql.Identifier(model.incremental)
     since = sql.Literal(dirty)
@@ -464,23 +467,27 @@ def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tup
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
     audited: sql.Composable = target
+    replaced = sql.SQL("{} >= {}").format(column, since)
     if model.replaces or model.grain:
         keys = sql.SQL(", ").join(map(sql.Identifier, model.replaces or model.grain))
         in_slice = sql.SQL("({}) in (select {} from {})").format(keys, keys, built)
-        moved = conn.execute(
-            sql.SQL(
-                "with gone as (delete from {} where {} < {} and {} returning {}) "
-                "select date_trunc('week', min({})::timestamptz, 'UTC') from gone"
-            ).format(target, column, since, in_slice, column, column)
-        ).fetchone()[0]
-        dirty = min(dirty, moved) if moved is not None else dirty
+        replaced = sql.SQL("({} or {})").format(replaced, in_slice)
         # The table passed its audit last time: only keys the slice wrote can repeat.
         audited = sql.SQL("(select * from {} where {}) as written").format(target, in_slice)
-    conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since))
+    # Where the earliest row that changed, left, or came was (a moved event's old place):
+    # the week holding the instant before it, as the column may be a period's exclusive end.
+    changed = conn.execute(
+        sql.SQL(
+            "select date_trunc('week', min({col})::timestamptz - interval '1 microsecond', 'UTC') from ("
+            "(select * from {t} where {replaced} except all select * from {b}) union all "
+            "(select * from {b} except all select * from {t} where {replaced})) as c"
+        ).format(col=column, t=target, b=built, replaced=replaced)
+    ).fetchone()[0]
+    conn.execute(sql.SQL("delete from {} where {}").format(target, replaced))
     conn.execute(sql.SQL("insert into {} select * from {}").format(target, built))
     audit_grain(conn, model, audited)
     conn.execute(sql.SQL("analyze {}").format(target))
-    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0], dirty
+    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0], changed
 
 
 # Raw tables whose rows carry partition_date and loaded_at are event tables: a row loaded
@@ -576,12 +583,11 @@ def dirty_since(
     the new one (windows and the partial week move), and the week of the earliest
     partition any raw event loaded after the model's fresh_as_of belongs to (or the
     earliest time such a change was authored, ``_REACHES_BACK``), less the late margin
-    (an incident changes the deployment it blames), and the slice any model
-    built since this one last was reports (it reaches back to where a re-extracted event
-    moved away from, see ``_build_slice``)."""
+    (an incident changes the deployment it blames), and the earliest row its upstream
+    models changed since it was last built (``_build_slice``: a re-extracted event's old
+    place)."""
     previous = conn.execute(
-        "select inputs, fresh_as_of, as_of, built_at from dora_lib.model_state where model = %s",
-        (model.qualified,),
+        "select inputs, fresh_as_of, as_of from dora_lib.model_state where model = %s", (model.qualified,)
     ).fetchone()
     if previous is None or previous[0] != inputs or previous[2] is None or "dora.as_of" not in params:
         return None
@@ -604,9 +610,8 @@ def dirty_since(
                        {previous_as_of}::timestamptz - interval '1 microsecond',
                        {as_of}::timestamptz - interval '1 microsecond',
                        (select min(at) from ({changed}) as c) - make_interval(hours => {margin}),
-                       -- rows another model moved away from (an event re-extracted at a new time)
-                       (select min(s.dirty_since) from dora_lib.model_state as s
-                        where s.built_at > {previous_built_at} and s.model <> {model})
+                       -- the earliest row another model changed since (a moved event's old place)
+                       {upstream_changed}::timestamptz
                    ), 'UTC')
             """
         ).format(
@@ -614,9 +619,22 @@ def dirty_since(
             as_of=sql.Literal(params["dora.as_of"]),
             changed=changed,
             margin=sql.Literal(margin),
-            previous_built_at=sql.Literal(previous[3]),
-            model=sql.Literal(model.qualified),
+            upstream_changed=sql.Literal(_upstream_changed_since(conn, model)),
         )
+    ).fetchone()[0]
+
+
+def _upstream_changed_since(conn: psycopg.Connection, model: Model) -> datetime | None:
+    """The earliest row the upstream models built since this one last was changed (their
+    model_state.changed_since): what a moved event left behind, passed down the graph."""
+    return conn.execute(
+        """
+        select min(u.changed_since) from dora_lib.model_state as u
+        where u.model = any(%s)
+          and u.built_at > coalesce((select m.built_at from dora_lib.model_state as m where m.model = %s),
+                                    '-infinity')
+        """,
+        (sorted(model.depends_on), model.qualified),
     ).fetchone()[0]
 
 

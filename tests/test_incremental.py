@@ -135,6 +135,10 @@ def _reset(*warehouses) -> None:
                ("incident", "web", 24 * 6, 5, False), ("deploy", "db", 24 * 3, 0, False)],
          nights=[(2, [("pr", "api", 24 * 10, 200, False)]),
                  (1, [("deploy", "db", 24 * 25, 0, False), ("direct", "web", 24 * 9, 190, False)])])
+# A component's first production deployment, three weeks after its first PR: every one of
+# its quiet weeks gets a deployment-frequency tier.
+@example(base=[("pr", "db", 24 * 4, 2, False), ("deploy", "web", 24 * 2, 0, False)],
+         nights=[(3, [("deploy", "db", 24 * 25, 0, False)])])
 @EXAMPLES
 @given(base=st.lists(event, max_size=12),
        nights=st.lists(st.tuples(st.integers(0, 8), st.lists(event, max_size=5)), min_size=1, max_size=3))
