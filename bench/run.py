@@ -75,6 +75,8 @@ def ensure_history(server: Server, services: int, teams: int, days: int, reuse: 
     start = END - timedelta(days=days - 1)
     if reuse and history_loaded(url, start, END):
         _say(f"reusing {name}")
+        # Loaded by an older tree, maybe: bring it to this tree's migrations.
+        warehouse(url, services, teams, days).migrate()
         return url, None
     url = server.database(name, fresh=True)
     _say(f"loading {days} days of {services} services ({teams} teams) into {name} with dora-pipeline run ...")

@@ -210,6 +210,14 @@ def test_incremental_is_declared_in_the_header_and_names_a_column():
         model("/* incremental: day */\nselect current_date as week_start", "int_w")
     with pytest.raises(ModelError, match=r"int_w.sql: reads dora.dirty_since but declares no 'incremental:'"):
         model("/* x */\nselect current_setting('dora.dirty_since') as s", "int_w")
+    keyed = model("/* incremental: at\nreplaces: id\ngrain: id, part */\nselect 1 as id, 2 as part, now() as at", "int_k")
+    assert keyed.replaces == ("id",) and keyed.grain == ("id", "part") and keyed.description == ""
+    with pytest.raises(ModelError, match=r"int_k.sql: declares 'replaces:' but no 'incremental:' column"):
+        model("/* replaces: id */\nselect 1 as id", "int_k")
+    with pytest.raises(ModelError, match=r"int_k.sql: replaces names key, not a column"):
+        model("/* incremental: at\nreplaces: key */\nselect 1 as id, now() as at", "int_k")
+    assert model("/* Small.\nhash: content */\nselect 1 as id", "int_h").content_hashed
+    assert load_models().models["dora_intermediate.int_components"].content_hashed
     assert {(m.name, m.incremental) for m in load_models().ordered() if m.incremental} == {
         ("stg_deployments", "finished_at"), ("stg_incidents", "opened_at"), ("stg_pull_requests", "merged_at"),
         ("int_production_deployments", "finished_at"), ("int_incidents_blamed", "opened_at"),
