@@ -128,12 +128,12 @@ def _reset(*warehouses) -> None:
                ("deploy", "web", 60, 0, False), ("deploy", "db", 48, 0, False), ("incident", "db", 51, 20, True)],
          nights=[(1, [("deploy", "api", 481, 0, True)]), (1, [("pr", "web", 434, 5, True)]),
                  (2, [("incident", "db", 365, 20, True)])])
-# A PR arriving late whose merge SHA a deploy of the week before its merge shipped (n 1005:
+# A PR arriving late whose merge SHA a deploy two weeks before its merge shipped (n 1005:
 # SHA 1, as base deploy 0); a PR merged on day 4 first deployed three weeks later; a direct
 # change whose SHA a deploy before its commit shipped.
-@example(base=[("deploy", "api", 24 * 5, 0, False), ("pr", "db", 24 * 4, 2, False), ("deploy", "web", 24 * 2, 0, False),
+@example(base=[("deploy", "api", 24 * 2, 0, False), ("pr", "db", 24 * 4, 2, False), ("deploy", "web", 24 * 2, 0, False),
                ("incident", "web", 24 * 6, 5, False), ("deploy", "db", 24 * 3, 0, False)],
-         nights=[(2, [("pr", "api", 24 * 10, 200, False)]),
+         nights=[(2, [("pr", "api", 24 * 17, 400, False)]),
                  (1, [("deploy", "db", 24 * 25, 0, False), ("direct", "web", 24 * 9, 190, False)])])
 # A component's first production deployment, three weeks after its first PR: every one of
 # its quiet weeks gets a deployment-frequency tier.
