@@ -75,6 +75,8 @@ def ensure_history(server: Server, services: int, teams: int, days: int, reuse: 
     start = END - timedelta(days=days - 1)
     if reuse and history_loaded(url, start, END):
         _say(f"reusing {name}")
+        # Loaded by an older tree, maybe: bring it to this tree's migrations.
+        warehouse(url, services, teams, days).migrate()
         return url, None
     url = server.database(name, fresh=True)
     _say(f"loading {days} days of {services} services ({teams} teams) into {name} with dora-pipeline run ...")
@@ -136,8 +138,13 @@ def figure_nightly(server: Server, size: Size) -> dict:
     day = END + timedelta(days=1)
     nightly_url = with_dbname(server.admin_url, clone)
     wh = warehouse(nightly_url, size.services, size.teams, size.days + 1, end=day)
+    per_model: dict[str, float] = {}
+
+    def on_model(model, rows, seconds):
+        per_model[model.qualified] = seconds
+
     started = time.perf_counter()
-    result = pipeline_run(wh, day, day, sources=[get_source("synthetic")])
+    result = pipeline_run(wh, day, day, sources=[get_source("synthetic")], on_model=on_model)
     total = time.perf_counter() - started
     empty_url = server.database(f"{clone}_empty", fresh=True)
     empty = warehouse(empty_url, size.services, size.teams, size.days + 1, end=day)
@@ -159,6 +166,8 @@ def figure_nightly(server: Server, size: Size) -> dict:
         "same_day_into_empty_warehouse_seconds": empty_seconds,
         "same_day_run_into_empty_warehouse_seconds": empty_run_seconds,
         "clone_seconds": clone_seconds,
+        # Which models a nightly run still spends its time in (incremental ones build a slice).
+        "per_model_seconds": dict(sorted(per_model.items(), key=lambda kv: -kv[1])),
     }
 
 

@@ -175,8 +175,9 @@ def test_a_crash_empties_unlogged_build_tables_and_a_partial_build_refuses_them(
     mart = load_models().models["dora_marts.service_metrics"]
     with warehouse.connection() as conn:
         assert conn.execute("select count(*) from dora_intermediate.int_components").fetchone()[0] == 0
-        # An incremental model's table is logged: it keeps its rows across runs, and a crash.
-        assert conn.execute("select count(*) from dora_intermediate.int_subject_period_metrics").fetchone()[0] > 0
+        # An incremental model's table is unlogged too: the next run rebuilds it in full.
+        assert conn.execute("select count(*) from dora_intermediate.int_subject_period_metrics").fetchone()[0] == 0
+        weekly = conn.execute("select count(*) from dora_metrics.service_metrics_weekly").fetchone()[0]
         with pytest.raises(ModelError, match=r"marts/service_metrics.sql: upstream .*int_components.* emptied by a server restart"):
             build_model(conn, mart, model_parameters(settings, datetime(2025, 3, 6, tzinfo=UTC)))
         conn.rollback()
@@ -186,3 +187,7 @@ def test_a_crash_empties_unlogged_build_tables_and_a_partial_build_refuses_them(
     assert main(RUN) == 0, capsys.readouterr().err
     with warehouse.connection() as conn:
         assert conn.execute("select count(*) from dora_metrics.service_metrics").fetchone()[0] == published
+        assert conn.execute("select count(*) from dora_metrics.service_metrics_weekly").fetchone()[0] == weekly
+        assert conn.execute(
+            "select dirty_since from dora_lib.model_state where model = 'dora_intermediate.int_subject_period_metrics'"
+        ).fetchone()[0] is None  # a full build, not a slice on an empty table

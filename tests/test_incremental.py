@@ -1,8 +1,9 @@
 """Incremental models (docs/performance.md, "Incremental models"): a run rebuilds only the
 weeks that new or changed raw rows can touch, and publishes exactly what a full rebuild
 publishes. Proven against a twin warehouse that receives the same loads and is always
-rebuilt in full: random late arrivals (deployments and PRs in past weeks, incidents that
-are resolved or change components days later, re-extracted days) over several runs.
+rebuilt in full: random late arrivals (deployments, PRs and direct changes in past weeks,
+incidents that are resolved or change components days later, re-extracted days, events
+re-extracted at another time) over several runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from psycopg import sql
 
 from dora_pipeline.models import load_models, parse_model
 from dora_pipeline.pipeline import build_and_publish
-from dora_pipeline.records import Deployment, Incident, PullRequest
+from dora_pipeline.records import Deployment, DirectChange, Incident, PullRequest
 from dora_pipeline.warehouse.loader import load_partition
 
 import faults
@@ -51,7 +52,7 @@ def _at(hours: int) -> datetime:
 
 
 # One event: (kind, component, hour after START, a duration in hours, a flag).
-event = st.tuples(st.sampled_from(("deploy", "pr", "incident")), st.sampled_from(COMPONENTS),
+event = st.tuples(st.sampled_from(("deploy", "pr", "incident", "direct")), st.sampled_from(COMPONENTS),
                   st.integers(0, 60 * 24), st.integers(0, 200), st.booleans())
 
 
@@ -60,6 +61,8 @@ def _record(n: int, kind: str, comp: str, hour: int, hours: int, flag: bool):
     if kind == "deploy":
         return Deployment("gen", f"d{n}", "entity_ref", f"component:default/{comp}", "production",
                           when, commit_sha=f"{n % 5 + 1:040x}", failed=flag and n % 3 == 0)
+    if kind == "direct":  # five SHAs per repository: a reused one is the same commit, re-extracted
+        return DirectChange("gen", f"acme/{comp}", f"{n % 5 + 1:040x}", when - timedelta(hours=hours), when)
     if kind == "pr":
         return PullRequest("gen", f"acme/{comp}", n + 1, when - timedelta(hours=hours), merged_at=when,
                            first_commit_at=when - timedelta(hours=hours + 3), merge_commit_sha=f"{n % 5 + 1:040x}")
@@ -72,7 +75,8 @@ def _load(warehouse, records: list) -> None:
     """Each record in the partition of its event day, as the sources extract them."""
     by_day: dict[date, list] = {}
     for record in records:
-        when = getattr(record, "finished_at", None) or getattr(record, "merged_at", None) or record.opened_at
+        when = (getattr(record, "finished_at", None) or getattr(record, "merged_at", None)
+                or getattr(record, "committed_at", None) or record.opened_at)
         by_day.setdefault(when.date(), []).append(record)
     with warehouse.connection() as conn:
         for day, batch in sorted(by_day.items()):
@@ -116,6 +120,25 @@ def _reset(*warehouses) -> None:
                  (1, [("incident", "web", 24 * 7 + 2, 20, True)]),
                  (4, [("deploy", "api", 36, 0, False), ("pr", "db", 24 * 20, 2, False)]),
                  (0, [("deploy", "api", 30, 0, False)])])
+# Events re-extracted at another time (a late arrival reusing base key hour % len(base)):
+# deploy d1 leaves week 0, where incident i0 was blamed on it; PR 3 of web moves from
+# week 0 to week 2 (its group's first merge and the deploy that shipped it change);
+# incident i5 moves from week 0 to week 2.
+@example(base=[("incident", "api", 40, 10, True), ("deploy", "api", 30, 0, False), ("pr", "web", 50, 5, False),
+               ("deploy", "web", 60, 0, False), ("deploy", "db", 48, 0, False), ("incident", "db", 51, 20, True)],
+         nights=[(1, [("deploy", "api", 481, 0, True)]), (1, [("pr", "web", 434, 5, True)]),
+                 (2, [("incident", "db", 365, 20, True)])])
+# A PR arriving late whose merge SHA a deploy two weeks before its merge shipped (n 1005:
+# SHA 1, as base deploy 0); a PR merged on day 4 first deployed three weeks later; a direct
+# change whose SHA a deploy before its commit shipped.
+@example(base=[("deploy", "api", 24 * 2, 0, False), ("pr", "db", 24 * 4, 2, False), ("deploy", "web", 24 * 2, 0, False),
+               ("incident", "web", 24 * 6, 5, False), ("deploy", "db", 24 * 3, 0, False)],
+         nights=[(2, [("pr", "api", 24 * 17, 400, False)]),
+                 (1, [("deploy", "db", 24 * 25, 0, False), ("direct", "web", 24 * 9, 190, False)])])
+# A component's first production deployment, three weeks after its first PR: every one of
+# its quiet weeks gets a deployment-frequency tier.
+@example(base=[("pr", "db", 24 * 4, 2, False), ("deploy", "web", 24 * 2, 0, False)],
+         nights=[(3, [("deploy", "db", 24 * 25, 0, False)])])
 @EXAMPLES
 @given(base=st.lists(event, max_size=12),
        nights=st.lists(st.tuples(st.integers(0, 8), st.lists(event, max_size=5)), min_size=1, max_size=3))
@@ -187,7 +210,21 @@ def test_incremental_is_declared_in_the_header_and_names_a_column():
         model("/* incremental: day */\nselect current_date as week_start", "int_w")
     with pytest.raises(ModelError, match=r"int_w.sql: reads dora.dirty_since but declares no 'incremental:'"):
         model("/* x */\nselect current_setting('dora.dirty_since') as s", "int_w")
-    assert {m.name for m in load_models().ordered() if m.incremental} == {
-        "int_subject_period_metrics", "service_metrics_weekly", "team_metrics_weekly",
-        "lead_time_breakdown_weekly", "team_space_activity_weekly"}
+    keyed = model("/* incremental: at\nreplaces: id\ngrain: id, part */\nselect 1 as id, 2 as part, now() as at", "int_k")
+    assert keyed.replaces == ("id",) and keyed.grain == ("id", "part") and keyed.description == ""
+    with pytest.raises(ModelError, match=r"int_k.sql: declares 'replaces:' but no 'incremental:' column"):
+        model("/* replaces: id */\nselect 1 as id", "int_k")
+    with pytest.raises(ModelError, match=r"int_k.sql: replaces names key, not a column"):
+        model("/* incremental: at\nreplaces: key */\nselect 1 as id, now() as at", "int_k")
+    assert model("/* Small.\nhash: content */\nselect 1 as id", "int_h").content_hashed
+    assert load_models().models["dora_intermediate.int_components"].content_hashed
+    assert {(m.name, m.incremental) for m in load_models().ordered() if m.incremental} == {
+        ("stg_deployments", "finished_at"), ("stg_incidents", "opened_at"), ("stg_pull_requests", "merged_at"),
+        ("int_production_deployments", "finished_at"), ("int_incidents_blamed", "opened_at"),
+        ("int_pull_request_components", "merged_at"), ("int_pull_request_reviews", "merged_at"),
+        ("int_group_pull_requests", "merged_at"), ("int_group_first_merges", "first_merged_at"),
+        ("int_subject_incidents", "opened_at"), ("int_subject_failed_attempts", "finished_at"),
+        ("int_subject_period_metrics", "period_end"), ("service_metrics_weekly", "week_start"),
+        ("team_metrics_weekly", "week_start"), ("lead_time_breakdown_weekly", "week_start"),
+        ("team_space_activity_weekly", "week_start")}
     assert parse_model  # the project's files parse with their declarations (load_models above)

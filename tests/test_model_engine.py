@@ -246,9 +246,9 @@ def test_code_version_is_the_hash_of_the_sql():
     assert a.code_version != model("select 2 as a", "int_v").code_version
 
 
-def test_rebuilt_tables_are_unlogged_incremental_and_published_tables_are_logged(warehouse):
-    """Tables rebuilt from raw every run need no WAL; an incremental model's table keeps
-    rows across runs and the published ones are what readers rely on: both logged."""
+def test_build_tables_are_unlogged_and_published_tables_are_logged(warehouse):
+    """Tables rebuilt from raw need no WAL (an incremental one a crash emptied is rebuilt
+    in full); the published ones are what readers rely on: logged."""
     from builders import at, build, component, deploy, group, load
 
     load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
@@ -264,9 +264,7 @@ def test_rebuilt_tables_are_unlogged_incremental_and_published_tables_are_logged
             ).fetchall()
         )
     models = load_models().ordered()
-    assert {m.qualified: persistence[m.qualified] for m in models} == {
-        m.qualified: "p" if m.incremental else "u" for m in models
-    }
+    assert {m.qualified: persistence[m.qualified] for m in models} == {m.qualified: "u" for m in models}
     assert {v for k, v in persistence.items() if k.startswith("dora_metrics.")} == {"p"}
 
 

@@ -19,8 +19,9 @@
   a model reading an undeclared one fails at parse time with its file name.
 - A model's ``code_version`` is the hash of its SQL, so Dagster shows which models
   changed since they were last built.
-- Staging, intermediate and private mart tables are rebuilt from raw on every run, so
-  they are UNLOGGED (no WAL); only ``dora_metrics`` is logged.
+- Staging, intermediate and private mart tables are rebuilt from raw (in full, or by
+  their incremental slice), so they are UNLOGGED (no WAL); only ``dora_metrics`` is
+  logged. An incremental table a server crash emptied is rebuilt in full.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Model:
     parameters: frozenset[str] = frozenset()  # dora.* settings the SQL reads
     columns: tuple[str, ...] = ()  # output columns, when the SELECT names them (no *)
     incremental: str | None = None  # time column: rows with it >= dora.dirty_since are rebuilt
+    content_hashed: bool = False  # 'hash: content': dependents' inputs hash its rows, not its inputs
+    replaces: tuple[str, ...] = ()  # an incremental slice's rows replace older rows with these (default: grain)
 
     @property
     def code_version(self) -> str:
@@ -117,6 +120,13 @@ _INDEX_RE = re.compile(r"^\s*index:\s*(.+)$", re.M | re.I)
 # Lower-case and identifiers only, so prose such as "Grain: one row per ..." stays prose.
 _GRAIN_RE = re.compile(r"^\s*grain:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
 _INCREMENTAL_RE = re.compile(r"^\s*incremental:\s*([a-z_]\w*)\s*$", re.M)
+# A small model whose any change reaches every period of its dependents (a component's
+# first event, its first production deployment): they hash its rows, so a change of
+# them rebuilds an incremental dependent in full.
+# The event a row belongs to ('replaces: incident_id'): a slice's rows replace every older
+# row of their events, also one under another component (re-extracted with other ones).
+_REPLACES_RE = re.compile(r"^\s*replaces:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
+_HASH_CONTENT_RE = re.compile(r"^\s*hash:\s*content\s*$", re.M)
 # The one parameter that differs per model: the start of the slice an incremental build
 # replaces ('-infinity' on a full build). Only incremental models may read it.
 DIRTY_SINCE = "dora.dirty_since"
@@ -175,7 +185,12 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
     if len(increments) > 1:
         raise ModelError(f"{where}: declares 'incremental:' {len(increments)} times (one time column)")
     incremental = increments[0] if increments else None
-    description = _INCREMENTAL_RE.sub("", _GRAIN_RE.sub("", _INDEX_RE.sub("", description))).strip()
+    content_hashed = bool(_HASH_CONTENT_RE.search(description))
+    replaces = tuple(c.strip() for m in _REPLACES_RE.finditer(description) for c in m.group(1).split(","))
+    if replaces and not incremental:
+        raise ModelError(f"{where}: declares 'replaces:' but no 'incremental:' column")
+    description = _INCREMENTAL_RE.sub("", _GRAIN_RE.sub("", _INDEX_RE.sub("", description)))
+    description = _REPLACES_RE.sub("", _HASH_CONTENT_RE.sub("", description)).strip()
     parameters = _parameters_read(statement, where)
     if DIRTY_SINCE in parameters and not incremental:
         raise ModelError(f"{where}: reads {DIRTY_SINCE} but declares no 'incremental:' column")
@@ -193,6 +208,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
             raise ModelError(f"{where}: grain names {', '.join(unknown)}, not a column of the model")
     if incremental and outputs and "*" not in outputs and incremental not in outputs:
         raise ModelError(f"{where}: incremental names {incremental}, not a column of the model")
+    if replaces and outputs and "*" not in outputs and not set(replaces) <= set(outputs):
+        raise ModelError(f"{where}: replaces names {', '.join(sorted(set(replaces) - set(outputs)))}, not a column")
     return Model(
         name=path.stem.lower(),
         layer=layer,
@@ -206,6 +223,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         parameters=parameters,
         columns=tuple(outputs) if "*" not in outputs else (),
         incremental=incremental,
+        content_hashed=content_hashed,
+        replaces=replaces,
     )
 
 
@@ -355,16 +374,23 @@ def build_model(
         conn.execute(
             "select set_config(%s, %s, true)", (DIRTY_SINCE, "-infinity" if dirty is None else dirty.isoformat())
         )
-        rows = _build_full(conn, model) if dirty is None else _build_slice(conn, model, dirty)
+        if dirty is None:
+            rows = _build_full(conn, model)
+            changed = _upstream_changed_since(conn, model)  # a full build changes what they changed
+        else:
+            rows, changed = _build_slice(conn, model, dirty)
+        if model.content_hashed:  # what its dependents' inputs hash (see _HASH_CONTENT_RE)
+            content = _content_hash(conn, model.qualified)
+            inputs = hashlib.sha256(f"{inputs}\n{content}".encode()).hexdigest()
         conn.execute(
             """
-            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since)
-            values (%s, %s, %s, %s, %s)
+            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since, changed_since)
+            values (%s, %s, %s, %s, %s, %s)
             on conflict (model) do update
             set inputs = excluded.inputs, fresh_as_of = excluded.fresh_as_of, as_of = excluded.as_of,
-                dirty_since = excluded.dirty_since, built_at = now()
+                dirty_since = excluded.dirty_since, changed_since = excluded.changed_since, built_at = now()
             """,
-            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty),
+            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty, changed),
         )
     log.debug(
         "model %s built%s: %d rows in %.2fs",
@@ -382,9 +408,9 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
     target = sql.Identifier(model.schema, model.name)
     staging_name = f"{model.name}__build"
     building = sql.Identifier(model.schema, staging_name)
-    # Tables rebuilt from raw every run need no WAL; an incremental table keeps rows
-    # across runs, so it must survive a crash.
-    create = sql.SQL("create table {} as " if model.incremental else "create unlogged table {} as ")
+    # Tables rebuilt from raw need no WAL: an incremental one that a crash emptied is
+    # rebuilt in full (dirty_since), as every other one is on every run.
+    create = sql.SQL("create unlogged table {} as ")
     conn.execute(sql.SQL("create schema if not exists {}").format(schema))
     conn.execute(sql.SQL("drop table if exists {}").format(building))
     try:
@@ -416,24 +442,52 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
     return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
 
 
-def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> int:
-    """Replace the rows of an incremental model from ``dirty`` on, in place."""
+def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tuple[int, datetime | None]:
+    """Replace the rows of an incremental model from ``dirty`` on, in place; returns the
+    row count and the week of the earliest row it changed, added or removed (or None).
+
+    A row the slice re-emits replaces its old version wherever that was (rows sharing its
+    ``replaces:`` columns, else its grain): an event whose time or components moved on
+    re-extraction (the loader updates the row in place) must not stay where it was. The
+    week of the earliest row that changed (a moved event's old place included) is
+    recorded (model_state.changed_since; a full build passes on its upstreams'), and the
+    incremental models downstream rebuild from there (``dirty_since``): one whose own
+    slice is narrower would keep what was there."""
     target = sql.Identifier(model.schema, model.name)
     column = sql.Identifier(model.incremental)
     since = sql.Literal(dirty)
-    conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since))
+    built = sql.Identifier(f"{model.name}__slice"[:63])
     try:
         conn.execute(
-            sql.SQL("insert into {} select * from ({}) as m where m.{} >= {}").format(
-                target, sql.SQL(model.sql), column, since
+            sql.SQL("create temp table {} on commit drop as select * from ({}) as m where m.{} >= {}").format(
+                built, sql.SQL(model.sql), column, since
             )
         )
     except psycopg.Error as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
-    audit_grain(conn, model, target)
+    audited: sql.Composable = target
+    replaced = sql.SQL("{} >= {}").format(column, since)
+    if model.replaces or model.grain:
+        keys = sql.SQL(", ").join(map(sql.Identifier, model.replaces or model.grain))
+        in_slice = sql.SQL("({}) in (select {} from {})").format(keys, keys, built)
+        replaced = sql.SQL("({} or {})").format(replaced, in_slice)
+        # The table passed its audit last time: only keys the slice wrote can repeat.
+        audited = sql.SQL("(select * from {} where {}) as written").format(target, in_slice)
+    # Where the earliest row that changed, left, or came was (a moved event's old place):
+    # the week holding the instant before it, as the column may be a period's exclusive end.
+    changed = conn.execute(
+        sql.SQL(
+            "select date_trunc('week', min({col})::timestamptz - interval '1 microsecond', 'UTC') from ("
+            "(select * from {t} where {replaced} except all select * from {b}) union all "
+            "(select * from {b} except all select * from {t} where {replaced})) as c"
+        ).format(col=column, t=target, b=built, replaced=replaced)
+    ).fetchone()[0]
+    conn.execute(sql.SQL("delete from {} where {}").format(target, replaced))
+    conn.execute(sql.SQL("insert into {} select * from {}").format(target, built))
+    audit_grain(conn, model, audited)
     conn.execute(sql.SQL("analyze {}").format(target))
-    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0], changed
 
 
 # Raw tables whose rows carry partition_date and loaded_at are event tables: a row loaded
@@ -444,6 +498,12 @@ _CHILD_TABLES = frozenset({"dora_raw.incident_components"})
 # An event can change the numbers of an earlier one: an incident is blamed on the
 # deployment up to DORA_INCIDENT_WINDOW_HOURS before it.
 LATE_MARGIN_HOURS = ("dora.incident_window_hours",)
+# A change can be shipped by a deploy of its SHA from the moment it was first authored,
+# before its merge (its partition day): a PR or direct change dirties from then.
+_REACHES_BACK = {
+    "dora_raw.pull_requests": "min(least(first_commit_at, opened_at))",
+    "dora_raw.direct_changes": "min(authored_at)",
+}
 
 
 def _event_tables(conn: psycopg.Connection) -> list[str]:
@@ -521,8 +581,11 @@ def dirty_since(
 
     The slice reaches back to the earliest of: the week holding the previous as_of and
     the new one (windows and the partial week move), and the week of the earliest
-    partition any raw event loaded after the model's fresh_as_of belongs to, less the
-    late margin (an incident changes the deployment it blames)."""
+    partition any raw event loaded after the model's fresh_as_of belongs to (or the
+    earliest time such a change was authored, ``_REACHES_BACK``), less the late margin
+    (an incident changes the deployment it blames), and the earliest row its upstream
+    models changed since it was last built (``_build_slice``: a re-extracted event's old
+    place)."""
     previous = conn.execute(
         "select inputs, fresh_as_of, as_of from dora_lib.model_state where model = %s", (model.qualified,)
     ).fetchone()
@@ -530,9 +593,11 @@ def dirty_since(
         return None
     if conn.execute("select to_regclass(%s)", (model.qualified,)).fetchone()[0] is None:
         return None
+    if _crash_emptied(conn, [model.qualified]):
+        return None
     changed = sql.SQL(" union all ").join(
-        sql.SQL("(select min(partition_date) as day from {} where loaded_at > {})").format(
-            sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
+        sql.SQL("(select least(min(partition_date)::timestamp at time zone 'UTC', {}) as at from {} where loaded_at > {})").format(
+            sql.SQL(_REACHES_BACK.get(table, "null")), sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
         )
         for table in event_tables
     )
@@ -544,8 +609,9 @@ def dirty_since(
                        -- as_of is an exclusive end: its week is the one holding the instant before
                        {previous_as_of}::timestamptz - interval '1 microsecond',
                        {as_of}::timestamptz - interval '1 microsecond',
-                       (select min(day) from ({changed}) as c)::timestamp at time zone 'UTC'
-                           - make_interval(hours => {margin})
+                       (select min(at) from ({changed}) as c) - make_interval(hours => {margin}),
+                       -- the earliest row another model changed since (a moved event's old place)
+                       {upstream_changed}::timestamptz
                    ), 'UTC')
             """
         ).format(
@@ -553,7 +619,22 @@ def dirty_since(
             as_of=sql.Literal(params["dora.as_of"]),
             changed=changed,
             margin=sql.Literal(margin),
+            upstream_changed=sql.Literal(_upstream_changed_since(conn, model)),
         )
+    ).fetchone()[0]
+
+
+def _upstream_changed_since(conn: psycopg.Connection, model: Model) -> datetime | None:
+    """The earliest row the upstream models built since this one last was changed (their
+    model_state.changed_since): what a moved event left behind, passed down the graph."""
+    return conn.execute(
+        """
+        select min(u.changed_since) from dora_lib.model_state as u
+        where u.model = any(%s)
+          and u.built_at > coalesce((select m.built_at from dora_lib.model_state as m where m.model = %s),
+                                    '-infinity')
+        """,
+        (sorted(model.depends_on), model.qualified),
     ).fetchone()[0]
 
 
@@ -565,24 +646,32 @@ def _refuse_crash_emptied_upstreams(conn: psycopg.Connection, model: Model) -> N
     upstream = [d for d in model.depends_on if d.split(".", 1)[0] in LAYER_SCHEMAS.values()]
     if not upstream:
         return
-    emptied = conn.execute(
-        """
-        select n.nspname || '.' || c.relname
-        from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
-        where c.relpersistence = 'u' and c.relkind = 'r' and c.relpages > 0
-          and pg_relation_size(c.oid) = 0
-          and (n.nspname || '.' || c.relname) = any(%s)
-        order by 1
-        """,
-        (upstream,),
-    ).fetchall()
+    emptied = _crash_emptied(conn, upstream)
     if emptied:
-        names = ", ".join(row[0] for row in emptied)
+        names = ", ".join(emptied)
         raise ModelError(
             f"{model.layer}/{model.path.name}: upstream {names} was emptied by a server restart "
             "after a crash (build tables are unlogged); rebuild the upstream models first "
             "(`dora-pipeline run` rebuilds them all)"
         )
+
+
+def _crash_emptied(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """Which of ``tables`` (schema.table) are unlogged build tables a crash emptied."""
+    return [
+        row[0]
+        for row in conn.execute(
+            """
+            select n.nspname || '.' || c.relname
+            from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+            where c.relpersistence = 'u' and c.relkind = 'r' and c.relpages > 0
+              and pg_relation_size(c.oid) = 0
+              and (n.nspname || '.' || c.relname) = any(%s)
+            order by 1
+            """,
+            (tables,),
+        ).fetchall()
+    ]
 
 
 def grain_violations(conn: psycopg.Connection, model: Model, table: sql.Composable) -> tuple[int, list[tuple]]:

@@ -1,6 +1,10 @@
 /* One row per component the metrics cover: every catalog Component plus a fallback ref
 for each service that events name and no catalog entry claims.
-index: entity_ref */
+Its rows change every period of the incremental models that read it (the weeks start at a
+component's first event; a first production deployment sets the tiers of quiet weeks):
+they hash its rows, and a change rebuilds them in full.
+index: entity_ref
+hash: content */
 with seen as (
     select entity_ref, min(finished_at) as first_event_at
     from dora_staging.stg_deployments

@@ -1,7 +1,10 @@
 /* One row per group and merged pull request of a component in its pool (owned directly
 or through a descendant group): the PRs a team's activity is computed over. A PR of a
 repository that maps to two of a group's components counts once.
-index: group_ref, merged_at */
+index: group_ref, merged_at
+grain: group_ref, pr_id
+incremental: merged_at
+replaces: pr_id */
 select distinct
     gc.group_ref,                               -- the group
     r.pr_id,                                    -- repository#number
@@ -19,3 +22,5 @@ join dora_intermediate.int_pull_request_components as p
   on p.entity_ref = gc.entity_ref
 join dora_intermediate.int_pull_request_reviews as r
   on r.pr_id = p.pr_id
+where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
+  and r.merged_at >= current_setting('dora.dirty_since')::timestamptz

@@ -2,7 +2,12 @@
 not marked as unrelated to a change (caused_by_change is not false) go to the latest
 successful production deploy of that component at or before the incident opened, if
 that deploy finished at most DORA_INCIDENT_WINDOW_HOURS earlier. At most one deploy per
-incident and component. */
+incident and component.
+Incremental by opened_at: a deploy arriving (or changing) at t changes the blame of
+incidents opened from t on only, and the lookup reads every deploy before the incident.
+grain: incident_id, entity_ref
+incremental: opened_at
+replaces: incident_id */
 select
     i.incident_id,                              -- the incident
     i.entity_ref,                               -- the affected component
@@ -20,5 +25,6 @@ cross join lateral (
     limit 1
 ) as d
 where i.caused_by_change is not false
+  and i.opened_at >= current_setting('dora.dirty_since')::timestamptz
   and i.opened_at - d.finished_at
       <= make_interval(hours => current_setting('dora.incident_window_hours')::int)

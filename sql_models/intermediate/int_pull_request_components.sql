@@ -5,7 +5,11 @@ in a folder of the repository gets only the PRs that change a file under that fo
 PR touching two folders is a change of both); a component of that repository without a
 folder keeps the PRs no foldered sibling claims. A PR of such a repository whose file
 list was not extracted keeps the repository mapping (mapped_by = 'no_file_list').
-index: entity_ref, merged_at */
+Incremental by merged_at: a PR's file list is extracted with it, in its merge day's partition.
+index: entity_ref, merged_at
+grain: pr_id, entity_ref
+incremental: merged_at
+replaces: pr_id */
 with folders as (
     select c.entity_ref, f.repository, f.folder
     from dora_staging.stg_catalog_components as c
@@ -25,6 +29,7 @@ split_prs as (
     left join dora_raw.pull_request_files as f
       on f.repository = p.repository
      and f.number = p.number
+    where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
     order by p.pr_id
 ),
 claims as (
@@ -73,9 +78,10 @@ left join claimed_prs as cp
 left join folder_components as fc
   on fc.entity_ref = p.entity_ref
  and fc.repository = p.repository
-where s.pr_id is null                           -- a repository no component splits
-   or s.paths is null                           -- no file list: the repository mapping
-   or (fc.entity_ref is null and cp.pr_id is null)  -- a component without a folder here, a PR no folder claims
+where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
+  and (s.pr_id is null                          -- a repository no component splits
+       or s.paths is null                       -- no file list: the repository mapping
+       or (fc.entity_ref is null and cp.pr_id is null))  -- a component without a folder here, a PR no folder claims
 union all
 select
     s.pr_id,

@@ -3,7 +3,9 @@ outside the author's team (the groups the author is a direct member of). The aut
 reviewer are resolved to catalog users through int_user_logins; when either is unknown,
 or the author belongs to no group, reviewed_outside_team is NULL and the PR is left out
 of the share. Team level only: nothing here is published per person.
-index: pr_id */
+index: pr_id
+grain: pr_id
+incremental: merged_at */
 with prs as (
     select distinct on (p.pr_id)
         p.pr_id,
@@ -14,6 +16,7 @@ with prs as (
         p.author,
         p.first_reviewer
     from dora_staging.stg_pull_requests as p
+    where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
     order by p.pr_id
 ),
 people as (

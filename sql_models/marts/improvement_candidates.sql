@@ -104,33 +104,50 @@ long_review_wait as (
       and t.r_review_wait_hours >= p.review_wait_hours
       and t.r_review_wait_hours >= t.b_review_wait_hours
 ),
-high_change_failure_rate as (
+-- The two deploy-share rules (change failure rate, rework rate) are one shape: a share of
+-- the recent production deploys at or over the change-failure bar and not better than
+-- the component's own baseline. Rework (DORA 2024) has no published bands: its rule uses
+-- the change-failure bar, the other instability measure, and fires only while the rate
+-- is rising against the baseline (a steady fix-forward habit is not news); a change
+-- failure rate fires when it is not improving.
+deploy_share_rules as (
     select
         t.entity_ref,
         t.owner_ref as group_ref,
-        'high_change_failure_rate' as rule,
-        'change_failure_rate_pct' as metric,
-        case when t.r_cfr_pct >= p.trend_ratio * t.b_cfr_pct then 'high' else 'medium' end as severity,
+        r.rule,
+        r.metric,
+        case when r.r_pct >= p.trend_ratio * r.b_pct then 'high' else 'medium' end as severity,
         format(
-            '%s of the last %s production deploys (last %s days) caused an incident (%s %%), against %s of %s (%s %%) in the %s days before; consider a smoke-test workflow.',
-            t.r_failed, t.r_deployments, t.recent_days, t.r_cfr_pct,
-            t.b_failed, t.b_deployments, t.b_cfr_pct, t.baseline_days
+            r.finding,
+            r.r_count, t.r_deployments, t.recent_days, r.r_pct,
+            r.b_count, t.b_deployments, r.b_pct, t.baseline_days
         ) as finding,
-        'Add a smoke-test workflow: automated checks against production right after each deploy that roll back when they fail; ship risky changes behind a canary or a feature flag.' as suggestion,
+        r.suggestion,
         jsonb_build_object(
             'recent_days', t.recent_days, 'baseline_days', t.baseline_days,
-            'recent_deployments', t.r_deployments, 'recent_failed_deployments', t.r_failed,
-            'recent_change_failure_rate_pct', t.r_cfr_pct,
-            'baseline_deployments', t.b_deployments, 'baseline_failed_deployments', t.b_failed,
-            'baseline_change_failure_rate_pct', t.b_cfr_pct,
+            'recent_deployments', t.r_deployments, 'recent_' || r.counted, r.r_count,
+            'recent_' || r.metric, r.r_pct,
+            'baseline_deployments', t.b_deployments, 'baseline_' || r.counted, r.b_count,
+            'baseline_' || r.metric, r.b_pct,
             'threshold_pct', p.change_failure_pct
         ) as evidence
     from trend as t
     cross join params as p
+    cross join lateral (
+        values
+            ('high_change_failure_rate', 'change_failure_rate_pct', 'failed_deployments',
+             t.r_failed, t.r_cfr_pct, t.b_failed, t.b_cfr_pct, false,
+             '%s of the last %s production deploys (last %s days) caused an incident (%s %%), against %s of %s (%s %%) in the %s days before; consider a smoke-test workflow.',
+             'Add a smoke-test workflow: automated checks against production right after each deploy that roll back when they fail; ship risky changes behind a canary or a feature flag.'),
+            ('rising_rework_rate', 'rework_rate_pct', 'rework_deployments',
+             t.r_rework, t.r_rework_pct, t.b_rework, t.b_rework_pct, true,
+             '%s of the last %s production deploys (last %s days) were rework, made while an incident caused by an earlier deploy was still open (%s %%), up from %s of %s (%s %%) in the %s days before.',
+             'Make going back cheaper than fixing forward: a one-step rollback to the last good deploy, and a short review of each incident that needed several deploys to settle.')
+    ) as r(rule, metric, counted, r_count, r_pct, b_count, b_pct, must_rise, finding, suggestion)
     where t.r_deployments >= p.min_sample
       and t.b_deployments >= p.min_sample
-      and t.r_cfr_pct >= p.change_failure_pct
-      and t.r_cfr_pct >= t.b_cfr_pct
+      and r.r_pct >= p.change_failure_pct
+      and (r.r_pct > r.b_pct or (r.r_pct = r.b_pct and not r.must_rise))
 ),
 slow_restore as (
     select
@@ -225,37 +242,6 @@ low_lead_time_coverage as (
       and t.r_coverage_pct < p.lead_time_coverage_pct
       and t.r_coverage_pct <= t.b_coverage_pct
 ),
--- Rework (DORA 2024) has no published bands: the rule uses the change-failure bar, the
--- other instability measure, and fires only while the rate is rising against the
--- component's own baseline (a steady fix-forward habit is not news).
-rising_rework_rate as (
-    select
-        t.entity_ref,
-        t.owner_ref as group_ref,
-        'rising_rework_rate' as rule,
-        'rework_rate_pct' as metric,
-        case when t.r_rework_pct >= p.trend_ratio * t.b_rework_pct then 'high' else 'medium' end as severity,
-        format(
-            '%s of the last %s production deploys (last %s days) were rework, made while an incident caused by an earlier deploy was still open (%s %%), up from %s of %s (%s %%) in the %s days before.',
-            t.r_rework, t.r_deployments, t.recent_days, t.r_rework_pct,
-            t.b_rework, t.b_deployments, t.b_rework_pct, t.baseline_days
-        ) as finding,
-        'Make going back cheaper than fixing forward: a one-step rollback to the last good deploy, and a short review of each incident that needed several deploys to settle.' as suggestion,
-        jsonb_build_object(
-            'recent_days', t.recent_days, 'baseline_days', t.baseline_days,
-            'recent_deployments', t.r_deployments, 'recent_rework_deployments', t.r_rework,
-            'recent_rework_rate_pct', t.r_rework_pct,
-            'baseline_deployments', t.b_deployments, 'baseline_rework_deployments', t.b_rework,
-            'baseline_rework_rate_pct', t.b_rework_pct,
-            'threshold_pct', p.change_failure_pct
-        ) as evidence
-    from trend as t
-    cross join params as p
-    where t.r_deployments >= p.min_sample
-      and t.b_deployments >= p.min_sample
-      and t.r_rework_pct >= p.change_failure_pct
-      and t.r_rework_pct > t.b_rework_pct
-),
 surveys as (
     select
         d.*,
@@ -313,7 +299,7 @@ low_survey_response as (
 candidates as (
     select * from long_review_wait
     union all
-    select * from high_change_failure_rate
+    select * from deploy_share_rules
     union all
     select * from slow_restore
     union all
@@ -322,8 +308,6 @@ candidates as (
     select * from low_lead_time_coverage
     union all
     select * from low_survey_response
-    union all
-    select * from rising_rework_rate
 )
 select
     c.entity_ref,                               -- the component (or, for survey rules, the group) the finding is about

@@ -15,9 +15,8 @@ with weeks as (
       and p.period_start >= current_setting('dora.dirty_since')::timestamptz
 ),
 groups as (
-    select pr.group_ref, min(pr.merged_at) as first_merged_at
-    from dora_intermediate.int_group_pull_requests as pr
-    group by pr.group_ref
+    select f.group_ref, f.first_merged_at
+    from dora_intermediate.int_group_first_merges as f
 ),
 grid as (
     select g.group_ref, w.period_start, w.period_end

@@ -1,6 +1,11 @@
 /* One row per incident and component it affected (two keys of one incident that resolve
 to the same component count once).
-index: entity_ref, opened_at */
+Incremental by opened_at: an incident is extracted (and re-extracted while open) in the
+partition of the day it opened.
+index: entity_ref, opened_at
+grain: incident_id, entity_ref
+incremental: opened_at
+replaces: incident_id */
 select distinct
     i.source || ':' || i.external_id as incident_id,  -- unique across sources
     k.entity_ref,                               -- affected component
@@ -15,3 +20,4 @@ join dora_raw.incident_components as ic
 join dora_staging.stg_service_keys as k
   on k.key_type = ic.service_key_type
  and k.key = ic.service_key
+where i.opened_at >= current_setting('dora.dirty_since')::timestamptz

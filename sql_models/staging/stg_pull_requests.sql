@@ -1,7 +1,11 @@
 /* One row per merged pull request and component of its repository. change_started_at is
 the authored time of the PR's first commit (opened_at when unknown, and never later
 than the merge: a rebased history can carry odd author dates).
-index: entity_ref, merged_at */
+Incremental by merged_at: a PR is extracted in the partition of the day it merged.
+index: entity_ref, merged_at
+grain: pr_id, entity_ref
+incremental: merged_at
+replaces: pr_id */
 select
     p.repository || '#' || p.number as pr_id,   -- unique: numbers repeat across repositories
     p.repository,                               -- owner/name
@@ -21,4 +25,4 @@ from dora_raw.pull_requests as p
 join dora_staging.stg_service_keys as k
   on k.key_type = 'github_repo'
  and k.key = p.repository
-where p.merged_at is not null
+where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
