@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Backstage plugins' tests, from a fresh clone, in one command:
-#   backstage/run-tests.sh
+#   backstage/run-tests.sh              (../run-tests.sh runs it after the Python suite)
+#   backstage/run-tests.sh --prepare    only install Node 22 and the JS dependencies
 # Needs: the project's Python venv at ../.venv (the README's install step), npm (any Node)
 # to fetch Node 22 from the npm registry, and /usr/bin/chromium (or $CHROMIUM) for the
 # browser test. Installs Node 22 under backstage/.node, the JS dependencies from the
@@ -47,6 +48,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "npm ci (package-lock.json)"
     npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed"
     echo "$want" >"$stamp"
+fi
+# --prepare: stop here (Node and the JS dependencies in place); ../run-tests.sh runs this
+# in the background while the Python suite runs.
+if [ "${1:-}" = "--prepare" ]; then
+    echo "run-tests.sh --prepare: Node $NODE_VERSION and the JS dependencies are installed"
+    exit 0
 fi
 
 # --- The warehouse: an embedded PostgreSQL of our own, filled by the real pipeline.
