@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from .base import SourceError
+from .base import Source, SourceError
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -316,3 +316,20 @@ class RetryPolicy:
             max_wait=loop.max_wait,
             sleep=loop.sleep,
         )
+
+
+class PagedApiSource(Source):
+    """A vendor source reading one paged REST API through ``HttpClient``: its page size and
+    its retry policy (tests pass small waits and a recording ``sleep``)."""
+
+    def __init__(
+        self,
+        *,
+        page_size: int = 100,
+        backoff_base: float = 0.5,
+        max_wait: float = 900.0,
+        timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.page_size = page_size
+        self.retry = RetryPolicy(timeout, None, backoff_base, max_wait, sleep)

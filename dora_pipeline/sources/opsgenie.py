@@ -16,15 +16,14 @@ incident as not caused by a change. See docs/sources/opsgenie.md.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import Any
 from urllib.parse import quote
 
 from ..config import Settings
 from ..records import ENTITY_REF_RE, Incident, Quarantined, normalise_ref, utc_day_bounds
-from .base import ExtractContext, Source, SourceError
-from .http import HttpClient, RetryPolicy
+from .base import ExtractContext, SourceError
+from .http import HttpClient, PagedApiSource
 from .pagerduty import change_flag
 
 SOURCE_NAME = "opsgenie"
@@ -127,7 +126,7 @@ def incident_from_payload(item: object, logs: list[dict] | None = None) -> Incid
     )
 
 
-class OpsgenieSource(Source):
+class OpsgenieSource(PagedApiSource):
     """Opsgenie incidents created in the partition's UTC day."""
 
     name = SOURCE_NAME
@@ -135,19 +134,9 @@ class OpsgenieSource(Source):
     revisit_open_incidents = True
     description = "Opsgenie incidents created in the day, resolution time from the incident log"
 
-    def __init__(
-        self,
-        *,
-        page_size: int = 100,
-        log_page_size: int = 100,
-        backoff_base: float = 0.5,
-        max_wait: float = 900.0,
-        timeout: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.page_size = page_size
+    def __init__(self, *, log_page_size: int = 100, **paging: Any) -> None:
+        super().__init__(**paging)
         self.log_page_size = log_page_size
-        self.retry = RetryPolicy(timeout, None, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
         return None if settings.opsgenie_api_key else "OPSGENIE_API_KEY is not set"

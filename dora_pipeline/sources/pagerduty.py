@@ -15,14 +15,12 @@ so (see ``change_flag``). See docs/sources/pagerduty.md.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from ..config import Settings
 from ..records import Incident, Quarantined, utc_day_bounds
-from .base import ExtractContext, Source, SourceError
-from .http import HttpClient, RetryPolicy
+from .base import ExtractContext, SourceError
+from .http import HttpClient, PagedApiSource
 
 SOURCE_NAME = "pagerduty"
 STATUSES = ("triggered", "acknowledged", "resolved")
@@ -108,25 +106,13 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class PagerDutySource(Source):
+class PagerDutySource(PagedApiSource):
     """PagerDuty incidents created in the partition's UTC day."""
 
     name = SOURCE_NAME
     writes = ("incidents", "incident_components")
     revisit_open_incidents = True
     description = "PagerDuty incidents (REST API v2) created in the day, with their service"
-
-    def __init__(
-        self,
-        *,
-        page_size: int = 100,
-        backoff_base: float = 0.5,
-        max_wait: float = 900.0,
-        timeout: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.page_size = page_size
-        self.retry = RetryPolicy(timeout, None, backoff_base, max_wait, sleep)
 
     def skip_reason(self, settings: Settings) -> str | None:
         return None if settings.pagerduty_token else "PAGERDUTY_TOKEN is not set"
