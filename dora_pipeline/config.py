@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -228,8 +229,6 @@ def _github_app_key(name: str, value: str) -> str:
 _number = _matching(r"[0-9]+", "a number")
 _memory = _matching(r"[1-9][0-9]*(kB|MB|GB)", "a PostgreSQL memory size such as 64MB")
 def _date(name: str, value: str) -> str:
-    from datetime import date
-
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             date.fromisoformat(value)
