@@ -120,12 +120,12 @@ _INDEX_RE = re.compile(r"^\s*index:\s*(.+)$", re.M | re.I)
 # Lower-case and identifiers only, so prose such as "Grain: one row per ..." stays prose.
 _GRAIN_RE = re.compile(r"^\s*grain:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
 _INCREMENTAL_RE = re.compile(r"^\s*incremental:\s*([a-z_]\w*)\s*$", re.M)
-# A small model whose any change reaches every period of its dependents (a component's
-# first event, its first production deployment): they hash its rows, so a change of
-# them rebuilds an incremental dependent in full.
 # The event a row belongs to ('replaces: incident_id'): a slice's rows replace every older
 # row of their events, also one under another component (re-extracted with other ones).
 _REPLACES_RE = re.compile(r"^\s*replaces:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
+# A small model whose any change reaches every period of its dependents (a component's
+# first event, its first production deployment): they hash its rows, so a change of
+# them rebuilds an incremental dependent in full.
 _HASH_CONTENT_RE = re.compile(r"^\s*hash:\s*content\s*$", re.M)
 # The one parameter that differs per model: the start of the slice an incremental build
 # replaces ('-infinity' on a full build). Only incremental models may read it.
