@@ -183,11 +183,12 @@ def test_a_nightly_run_rebuilds_only_the_weeks_new_data_touches(twins):
     build_and_publish(incremental, as_of)
     assert set(_dirty_since(incremental).values()) == {None}  # the first build is a full one
 
-    _load(incremental, [_record(4, "deploy", "web", 24 * 49, 0, False)])
+    _load(incremental, [_record(4, "deploy", "web", 24 * 49 + 2, 0, False)])
     build_and_publish(incremental, as_of + timedelta(days=1))
     weekly = _dirty_since(incremental)["dora_marts.service_metrics_weekly"]
-    # The new deploy (day 49, a Monday) less the incident window (24 h) falls in the week before.
-    assert weekly == START + timedelta(days=42)
+    # The new deploy (day 49, a Monday, 02:00) dirties its own week only: no incident opened
+    # after it, so no blame moves to it from a deploy of the week before.
+    assert weekly == START + timedelta(days=49)
 
     _load(incremental, [_record(2, "incident", "api", 24 * 3 + 2, 10, True)])  # resolved now
     build_and_publish(incremental, as_of + timedelta(days=2))
@@ -221,6 +222,8 @@ def test_incremental_is_declared_in_the_header_and_names_a_column():
     assert {(m.name, m.incremental) for m in load_models().ordered() if m.incremental} == {
         ("stg_deployments", "finished_at"), ("stg_incidents", "opened_at"), ("stg_pull_requests", "merged_at"),
         ("int_production_deployments", "finished_at"), ("int_incidents_blamed", "opened_at"),
+        ("int_pull_requests_deployed", "slice_at"), ("int_deployment_outcomes", "finished_at"),
+        ("int_subject_deployments", "finished_at"),
         ("int_pull_request_components", "merged_at"), ("int_pull_request_reviews", "merged_at"),
         ("int_group_pull_requests", "merged_at"), ("int_group_first_merges", "first_merged_at"),
         ("int_subject_incidents", "opened_at"), ("int_subject_failed_attempts", "finished_at"),

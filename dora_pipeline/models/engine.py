@@ -77,6 +77,8 @@ class Model:
     incremental: str | None = None  # time column: rows with it >= dora.dirty_since are rebuilt
     content_hashed: bool = False  # 'hash: content': dependents' inputs hash its rows, not its inputs
     replaces: tuple[str, ...] = ()  # an incremental slice's rows replace older rows with these (default: grain)
+    changes: tuple[str, ...] = ()  # time columns that place its rows downstream ('changes:'), besides incremental
+    query_slice: bool = False  # 'slice: query': every row the slice query returns is kept, earlier ones too
 
     @property
     def code_version(self) -> str:
@@ -127,6 +129,15 @@ _REPLACES_RE = re.compile(r"^\s*replaces:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$
 # first event, its first production deployment): they hash its rows, so a change of
 # them rebuilds an incremental dependent in full.
 _HASH_CONTENT_RE = re.compile(r"^\s*hash:\s*content\s*$", re.M)
+# Other time columns that place a row in its dependents ('changes: deployed_at': a PR
+# merged tonight that a deploy of its SHA shipped weeks ago changes that deploy's week).
+# The week of the earliest of them, and of the incremental column, over the rows a build
+# changed is what the dependents rebuild from (model_state.changed_since).
+_CHANGES_RE = re.compile(r"^\s*changes:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
+# 'slice: query': the model's query selects its own slice (it reads dora.dirty_since) and
+# may return rows whose incremental column is earlier (an old PR a new deploy of its SHA
+# re-matches); every row it returns replaces the rows with its keys.
+_SLICE_QUERY_RE = re.compile(r"^\s*slice:\s*query\s*$", re.M)
 # The one parameter that differs per model: the start of the slice an incremental build
 # replaces ('-infinity' on a full build). Only incremental models may read it.
 DIRTY_SINCE = "dora.dirty_since"
@@ -189,8 +200,13 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
     replaces = tuple(c.strip() for m in _REPLACES_RE.finditer(description) for c in m.group(1).split(","))
     if replaces and not incremental:
         raise ModelError(f"{where}: declares 'replaces:' but no 'incremental:' column")
+    changes = tuple(c.strip() for m in _CHANGES_RE.finditer(description) for c in m.group(1).split(","))
+    query_slice = bool(_SLICE_QUERY_RE.search(description))
+    if query_slice and not (incremental and (replaces or grains)):
+        raise ModelError(f"{where}: declares 'slice: query' without 'incremental:' and 'replaces:' (or 'grain:')")
     description = _INCREMENTAL_RE.sub("", _GRAIN_RE.sub("", _INDEX_RE.sub("", description)))
-    description = _REPLACES_RE.sub("", _HASH_CONTENT_RE.sub("", description)).strip()
+    description = _REPLACES_RE.sub("", _HASH_CONTENT_RE.sub("", description))
+    description = _SLICE_QUERY_RE.sub("", _CHANGES_RE.sub("", description)).strip()
     parameters = _parameters_read(statement, where)
     if DIRTY_SINCE in parameters and not incremental:
         raise ModelError(f"{where}: reads {DIRTY_SINCE} but declares no 'incremental:' column")
@@ -210,6 +226,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         raise ModelError(f"{where}: incremental names {incremental}, not a column of the model")
     if replaces and outputs and "*" not in outputs and not set(replaces) <= set(outputs):
         raise ModelError(f"{where}: replaces names {', '.join(sorted(set(replaces) - set(outputs)))}, not a column")
+    if changes and outputs and "*" not in outputs and not set(changes) <= set(outputs):
+        raise ModelError(f"{where}: changes names {', '.join(sorted(set(changes) - set(outputs)))}, not a column")
     return Model(
         name=path.stem.lower(),
         layer=layer,
@@ -225,6 +243,8 @@ def parse_model(path: Path, layer: str, text: str | None = None) -> Model:
         incremental=incremental,
         content_hashed=content_hashed,
         replaces=replaces,
+        changes=changes,
+        query_slice=query_slice,
     )
 
 
@@ -368,29 +388,32 @@ def build_model(
         conn.execute("select set_config('TimeZone', 'UTC', true)")
         events = _event_tables(conn)
         inputs, fresh = _inputs(conn, model, params, events, {} if snapshots is None else snapshots)
+        previous = conn.execute(
+            "select inputs, fresh_as_of, as_of, rows from dora_lib.model_state where model = %s", (model.qualified,)
+        ).fetchone()
         dirty = None
         if model.incremental and not full_refresh:
-            dirty = dirty_since(conn, model, inputs, params, events)
+            dirty = dirty_since(conn, model, inputs, params, events, previous)
         conn.execute(
             "select set_config(%s, %s, true)", (DIRTY_SINCE, "-infinity" if dirty is None else dirty.isoformat())
         )
         if dirty is None:
-            rows = _build_full(conn, model)
-            changed = _upstream_changed_since(conn, model)  # a full build changes what they changed
+            rows, changed = _build_full(conn, model, previous, events)
         else:
-            rows, changed = _build_slice(conn, model, dirty)
+            rows, changed = _build_slice(conn, model, dirty, previous[3])
         if model.content_hashed:  # what its dependents' inputs hash (see _HASH_CONTENT_RE)
             content = _content_hash(conn, model.qualified)
             inputs = hashlib.sha256(f"{inputs}\n{content}".encode()).hexdigest()
         conn.execute(
             """
-            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since, changed_since)
-            values (%s, %s, %s, %s, %s, %s)
+            insert into dora_lib.model_state (model, inputs, fresh_as_of, as_of, dirty_since, changed_since, rows)
+            values (%s, %s, %s, %s, %s, %s, %s)
             on conflict (model) do update
             set inputs = excluded.inputs, fresh_as_of = excluded.fresh_as_of, as_of = excluded.as_of,
-                dirty_since = excluded.dirty_since, changed_since = excluded.changed_since, built_at = now()
+                dirty_since = excluded.dirty_since, changed_since = excluded.changed_since,
+                rows = excluded.rows, built_at = now()
             """,
-            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty, changed),
+            (model.qualified, inputs, fresh, params.get("dora.as_of"), dirty, changed, rows),
         )
     log.debug(
         "model %s built%s: %d rows in %.2fs",
@@ -402,8 +425,11 @@ def build_model(
     return rows
 
 
-def _build_full(conn: psycopg.Connection, model: Model) -> int:
-    """Build the whole table under a temporary name, audit it, swap it in."""
+def _build_full(
+    conn: psycopg.Connection, model: Model, previous: tuple | None, events: list[str]
+) -> tuple[int, datetime | None]:
+    """Build the whole table under a temporary name, audit it, swap it in. Returns its row
+    count and the week from which its dependents must rebuild (``_full_build_changed``)."""
     schema = sql.Identifier(model.schema)
     target = sql.Identifier(model.schema, model.name)
     staging_name = f"{model.name}__build"
@@ -414,12 +440,14 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
     conn.execute(sql.SQL("create schema if not exists {}").format(schema))
     conn.execute(sql.SQL("drop table if exists {}").format(building))
     try:
-        conn.execute(create.format(building) + sql.SQL(model.sql))
+        # The command tag carries the row count: no count(*) of the new table.
+        rows = conn.execute(create.format(building) + sql.SQL(model.sql)).rowcount
     except psycopg.Error as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
     audit_grain(conn, model, building)
-    for i, columns in enumerate(model.indexes):
+    changed = _full_build_changed(conn, model, previous, events, building)
+    for i, columns in enumerate(_indexes(model)):
         conn.execute(
             sql.SQL("create index {} on {} ({})").format(
                 sql.Identifier(f"{model.name}_idx{i}"[:63]),
@@ -429,7 +457,7 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
         )
     conn.execute(sql.SQL("drop table if exists {}").format(target))
     conn.execute(sql.SQL("alter table {} rename to {}").format(building, sql.Identifier(model.name)))
-    for i, _ in enumerate(model.indexes):
+    for i, _ in enumerate(_indexes(model)):
         conn.execute(
             sql.SQL("alter index {} rename to {}").format(
                 sql.Identifier(model.schema, f"{model.name}_idx{i}"[:63]),
@@ -438,72 +466,127 @@ def _build_full(conn: psycopg.Connection, model: Model) -> int:
         )
     for statement in _comment_statements(model.schema, model):
         conn.execute(statement)
+    # Statistics for the models that read it (and relpages > 0, the crash sign).
     conn.execute(sql.SQL("analyze {}").format(target))
-    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    return rows, changed
 
 
-def _build_slice(conn: psycopg.Connection, model: Model, dirty: datetime) -> tuple[int, datetime | None]:
+def _indexes(model: Model) -> list[tuple[str, ...]]:
+    """The header's indexes, plus what an incremental slice build looks rows up by: its
+    time column and the keys its rows replace (without them each nightly slice would
+    read the whole table to find the rows it replaces)."""
+    out = list(model.indexes)
+    if model.incremental:
+        keys = model.replaces or model.grain
+        for wanted in ((model.incremental,), keys):
+            if wanted and not any(index[: len(wanted)] == wanted for index in out):
+                out.append(wanted)
+    return out
+
+
+def _full_build_changed(
+    conn: psycopg.Connection, model: Model, previous: tuple | None, events: list[str], building: sql.Composable
+) -> datetime | None:
+    """From which week a full build may have changed what its incremental dependents read:
+    the earliest of what its upstream models changed since it was last built, the
+    partition of the earliest raw event it reads that was loaded since (its rows follow
+    their events' days), and, for a model with 'changes:' columns, the earliest of them
+    over the rows that differ from the previous table (a direct change a deploy of its SHA
+    shipped weeks before it was pushed changes that deploy's week)."""
+    if previous is None:  # never built: its dependents' inputs differ, they rebuild in full
+        return None
+    found = [_upstream_changed_since(conn, model), _raw_changed_since(conn, model, events, previous[1])]
+    if model.changes and conn.execute("select to_regclass(%s)", (model.qualified,)).fetchone()[0] is not None:
+        found.append(_earliest_difference(conn, model, sql.Identifier(model.schema, model.name), building))
+    found = [f for f in found if f is not None]
+    return min(found) if found else None
+
+
+def _earliest_difference(
+    conn: psycopg.Connection, model: Model, before: sql.Composable, after: sql.Composable
+) -> datetime | None:
+    """The week holding the earliest placing time (incremental and 'changes:' columns) of
+    a row in ``before`` or ``after`` but not both; the instant before it, as a column may
+    be a period's exclusive end."""
+    placing = [c for c in (model.incremental, *model.changes) if c]
+    at = sql.SQL("least({})").format(sql.SQL(", ").join(sql.SQL("{}::timestamptz").format(sql.Identifier(c)) for c in placing))
+    return conn.execute(
+        sql.SQL(
+            "select date_trunc('week', min({at}) - interval '1 microsecond', 'UTC') from ("
+            "(select * from {a} except all select * from {b}) union all "
+            "(select * from {b} except all select * from {a})) as c"
+        ).format(at=at, a=before, b=after)
+    ).fetchone()[0]
+
+
+def _build_slice(
+    conn: psycopg.Connection, model: Model, dirty: datetime, previous_rows: int | None
+) -> tuple[int, datetime | None]:
     """Replace the rows of an incremental model from ``dirty`` on, in place; returns the
     row count and the week of the earliest row it changed, added or removed (or None).
 
     A row the slice re-emits replaces its old version wherever that was (rows sharing its
     ``replaces:`` columns, else its grain): an event whose time or components moved on
     re-extraction (the loader updates the row in place) must not stay where it was. The
-    week of the earliest row that changed (a moved event's old place included) is
-    recorded (model_state.changed_since; a full build passes on its upstreams'), and the
+    week of the earliest row that changed (a moved event's old place included; by its
+    incremental and 'changes:' columns) is recorded (model_state.changed_since), and the
     incremental models downstream rebuild from there (``dirty_since``): one whose own
-    slice is narrower would keep what was there."""
+    slice is narrower would keep what was there. Both lookups of old rows go through
+    indexes (``_indexes``), so a slice costs what it holds, not what the table holds."""
     target = sql.Identifier(model.schema, model.name)
     column = sql.Identifier(model.incremental)
     since = sql.Literal(dirty)
     built = sql.Identifier(f"{model.name}__slice"[:63])
+    old = sql.Identifier(f"{model.name}__old"[:63])
+    query = sql.SQL(model.sql)
+    if not model.query_slice:
+        query = sql.SQL("select * from ({}) as m where m.{} >= {}").format(query, column, since)
     try:
-        conn.execute(
-            sql.SQL("create temp table {} on commit drop as select * from ({}) as m where m.{} >= {}").format(
-                built, sql.SQL(model.sql), column, since
-            )
-        )
+        conn.execute(sql.SQL("create temp table {} on commit drop as {}").format(built, query))
     except psycopg.Error as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
-    audited: sql.Composable = target
-    replaced = sql.SQL("{} >= {}").format(column, since)
-    if model.replaces or model.grain:
-        keys = sql.SQL(", ").join(map(sql.Identifier, model.replaces or model.grain))
-        in_slice = sql.SQL("({}) in (select {} from {})").format(keys, keys, built)
-        replaced = sql.SQL("({} or {})").format(replaced, in_slice)
-        # The table passed its audit last time: only keys the slice wrote can repeat.
-        audited = sql.SQL("(select * from {} where {}) as written").format(target, in_slice)
-    # Where the earliest row that changed, left, or came was (a moved event's old place):
-    # the week holding the instant before it, as the column may be a period's exclusive end.
-    changed = conn.execute(
+    keys = model.replaces or model.grain
+    in_slice = sql.SQL("false")
+    if keys:
+        names = sql.SQL(", ").join(map(sql.Identifier, keys))
+        in_slice = sql.SQL("({}) in (select {} from {})").format(names, names, built)
+    # The rows this build replaces: from the slice's start on, and, wherever they are, the
+    # older versions of the rows it re-emits. Two index lookups, not one scan with an OR.
+    conn.execute(
         sql.SQL(
-            "select date_trunc('week', min({col})::timestamptz - interval '1 microsecond', 'UTC') from ("
-            "(select * from {t} where {replaced} except all select * from {b}) union all "
-            "(select * from {b} except all select * from {t} where {replaced})) as c"
-        ).format(col=column, t=target, b=built, replaced=replaced)
-    ).fetchone()[0]
-    conn.execute(sql.SQL("delete from {} where {}").format(target, replaced))
-    conn.execute(sql.SQL("insert into {} select * from {}").format(target, built))
-    audit_grain(conn, model, audited)
-    conn.execute(sql.SQL("analyze {}").format(target))
-    return conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0], changed
+            "create temp table {old} on commit drop as "
+            "select * from {t} where {col} >= {since} "
+            "union all select * from {t} where {in_slice} and ({col} >= {since}) is not true"
+        ).format(old=old, t=target, col=column, since=since, in_slice=in_slice)
+    )
+    changed = _earliest_difference(conn, model, old, built)
+    deleted = conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since)).rowcount
+    if keys:
+        deleted += conn.execute(sql.SQL("delete from {} where {}").format(target, in_slice)).rowcount
+    inserted = conn.execute(sql.SQL("insert into {} select * from {}").format(target, built)).rowcount
+    if keys and set(keys) <= set(model.grain):
+        # Every row sharing a key with the slice was replaced by the slice's: only its
+        # rows can repeat a grain key (the table passed its audit last time).
+        audit_grain(conn, model, built)
+    else:
+        audit_grain(conn, model, sql.SQL("(select * from {} where {}) as written").format(target, in_slice))
+    if previous_rows is None:
+        rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]
+    else:
+        rows = previous_rows - deleted + inserted
+    # Fresh statistics only when the slice moved a good share of the table (as autovacuum
+    # decides); a night's slice leaves the plans of the models reading it as they were.
+    if deleted + inserted > 0.1 * max(rows, 1):
+        conn.execute(sql.SQL("analyze {}").format(target))
+    return rows, changed
 
 
 # Raw tables whose rows carry partition_date and loaded_at are event tables: a row loaded
-# after a model's fresh_as_of dirties the model from its partition day (a record is
-# extracted in the partition of its event's day). Tables listed here change with a
-# parent row instead (the loader touches the incident when its components change).
-_CHILD_TABLES = frozenset({"dora_raw.incident_components"})
-# An event can change the numbers of an earlier one: an incident is blamed on the
-# deployment up to DORA_INCIDENT_WINDOW_HOURS before it.
-LATE_MARGIN_HOURS = ("dora.incident_window_hours",)
-# A change can be shipped by a deploy of its SHA from the moment it was first authored,
-# before its merge (its partition day): a PR or direct change dirties from then.
-_REACHES_BACK = {
-    "dora_raw.pull_requests": "min(least(first_commit_at, opened_at))",
-    "dora_raw.direct_changes": "min(authored_at)",
-}
+# after a model's fresh_as_of dirties the models that read it from its partition day (a
+# record is extracted in the partition of its event's day). Tables listed here change
+# with a parent row instead (the loader touches the incident when its components change).
+_CHILD_TABLES = {"dora_raw.incident_components": "dora_raw.incidents"}
 
 
 def _event_tables(conn: psycopg.Connection) -> list[str]:
@@ -545,7 +628,7 @@ def _inputs(
                                and datname = current_database()))
         """
     ).fetchone()[0]
-    events = set(event_tables) | _CHILD_TABLES
+    events = set(event_tables) | set(_CHILD_TABLES)
     parts = [model.code_version]
     parts += [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("dora.as_of", "work_mem")]
     for dep in deps:
@@ -573,54 +656,67 @@ def _content_hash(conn: psycopg.Connection, table: str) -> str:
 
 
 def dirty_since(
-    conn: psycopg.Connection, model: Model, inputs: str, params: Mapping[str, str], event_tables: list[str]
+    conn: psycopg.Connection,
+    model: Model,
+    inputs: str,
+    params: Mapping[str, str],
+    event_tables: list[str],
+    previous: tuple | None,
 ) -> datetime | None:
     """The start (a Monday, 00:00 UTC) of the slice of an incremental model that this
     build must replace; None when the model needs a full build (never built, table gone,
-    or any input besides raw events changed).
+    or any input besides raw events changed). ``previous`` is its model_state row.
 
     The slice reaches back to the earliest of: the week holding the previous as_of and
-    the new one (windows and the partial week move), and the week of the earliest
-    partition any raw event loaded after the model's fresh_as_of belongs to (or the
-    earliest time such a change was authored, ``_REACHES_BACK``), less the late margin
-    (an incident changes the deployment it blames), and the earliest row its upstream
-    models changed since it was last built (``_build_slice``: a re-extracted event's old
-    place)."""
-    previous = conn.execute(
-        "select inputs, fresh_as_of, as_of from dora_lib.model_state where model = %s", (model.qualified,)
-    ).fetchone()
+    the new one (windows and the partial week move); the week of the earliest partition
+    of a raw event the model reads that was loaded after its fresh_as_of (a record is
+    extracted in the partition of its event's day); and the earliest row its upstream
+    models changed since it was last built (``_build_slice``, by their incremental and
+    'changes:' columns: a re-extracted event's old place, the deploy an incident blames,
+    the deploy of an old SHA that ships a PR merged tonight)."""
     if previous is None or previous[0] != inputs or previous[2] is None or "dora.as_of" not in params:
         return None
     if conn.execute("select to_regclass(%s)", (model.qualified,)).fetchone()[0] is None:
         return None
     if _crash_emptied(conn, [model.qualified]):
         return None
-    changed = sql.SQL(" union all ").join(
-        sql.SQL("(select least(min(partition_date)::timestamp at time zone 'UTC', {}) as at from {} where loaded_at > {})").format(
-            sql.SQL(_REACHES_BACK.get(table, "null")), sql.Identifier(*table.split(".", 1)), sql.Literal(previous[1])
-        )
-        for table in event_tables
-    )
-    margin = sum(int(params.get(name, 0)) for name in LATE_MARGIN_HOURS)
     return conn.execute(
-        sql.SQL(
-            """
-            select date_trunc('week', least(
-                       -- as_of is an exclusive end: its week is the one holding the instant before
-                       {previous_as_of}::timestamptz - interval '1 microsecond',
-                       {as_of}::timestamptz - interval '1 microsecond',
-                       (select min(at) from ({changed}) as c) - make_interval(hours => {margin}),
-                       -- the earliest row another model changed since (a moved event's old place)
-                       {upstream_changed}::timestamptz
-                   ), 'UTC')
-            """
-        ).format(
-            previous_as_of=sql.Literal(previous[2]),
-            as_of=sql.Literal(params["dora.as_of"]),
-            changed=changed,
-            margin=sql.Literal(margin),
-            upstream_changed=sql.Literal(_upstream_changed_since(conn, model)),
+        """
+        select date_trunc('week', least(
+                   -- as_of is an exclusive end: its week is the one holding the instant before
+                   %(previous_as_of)s::timestamptz - interval '1 microsecond',
+                   %(as_of)s::timestamptz - interval '1 microsecond',
+                   %(raw)s::timestamptz,
+                   %(upstream)s::timestamptz
+               ), 'UTC')
+        """,
+        {
+            "previous_as_of": previous[2],
+            "as_of": params["dora.as_of"],
+            "raw": _raw_changed_since(conn, model, event_tables, previous[1]),
+            "upstream": _upstream_changed_since(conn, model),
+        },
+    ).fetchone()[0]
+
+
+def _raw_changed_since(
+    conn: psycopg.Connection, model: Model, event_tables: list[str], fresh_as_of: datetime
+) -> datetime | None:
+    """The week of the earliest partition of a raw event table the model reads itself
+    that gained or changed rows after ``fresh_as_of``. Only its own reads: what reaches
+    it through upstream models comes as their changed_since, placed where it lands."""
+    tables = {d for d in model.depends_on if d in event_tables}
+    tables |= {parent for child, parent in _CHILD_TABLES.items() if child in model.depends_on}
+    if not tables:
+        return None
+    changed = sql.SQL(" union all ").join(
+        sql.SQL("(select min(partition_date) as day from {} where loaded_at > {})").format(
+            sql.Identifier(*table.split(".", 1)), sql.Literal(fresh_as_of)
         )
+        for table in sorted(tables)
+    )
+    return conn.execute(
+        sql.SQL("select date_trunc('week', min(day)::timestamp at time zone 'UTC', 'UTC') from ({}) as c").format(changed)
     ).fetchone()[0]
 
 

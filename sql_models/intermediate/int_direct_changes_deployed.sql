@@ -8,7 +8,9 @@ Set-based, as int_pull_requests_deployed: each component's deploys are numbered 
 (finished_at, deployment_id) order, and the first deploy at or after a commit is
 number 1 + the deploys finished before it, counted in one sort of deploys and commits
 together (a commit sorts before a deploy of the same instant, which therefore ships it).
-Only components with direct changes are looked at. */
+Only components with direct changes are looked at. Rebuilt in full (small); the week of
+the earliest deploy a change left or joined is where its dependents rebuild from.
+changes: deployed_at */
 with changed_components as (
     select distinct c.entity_ref
     from dora_staging.stg_direct_changes as c

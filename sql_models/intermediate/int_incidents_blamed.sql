@@ -5,9 +5,11 @@ that deploy finished at most DORA_INCIDENT_WINDOW_HOURS earlier. At most one dep
 incident and component.
 Incremental by opened_at: a deploy arriving (or changing) at t changes the blame of
 incidents opened from t on only, and the lookup reads every deploy before the incident.
+A change of blame changes the blamed deploy's week too (changes: deployed_at).
 grain: incident_id, entity_ref
 incremental: opened_at
-replaces: incident_id */
+replaces: incident_id
+changes: deployed_at */
 select
     i.incident_id,                              -- the incident
     i.entity_ref,                               -- the affected component

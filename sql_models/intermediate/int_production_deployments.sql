@@ -1,6 +1,8 @@
 /* One row per successful production deployment and component: the deployments DORA
-counts. Failed attempts and other environments are excluded here, once.
+counts. Failed attempts and other environments are excluded here, once. Indexed by
+component and SHA for the incremental PR and direct change matching.
 index: entity_ref, finished_at
+index: entity_ref, commit_sha
 grain: deployment_id, entity_ref
 incremental: finished_at
 replaces: deployment_id */

@@ -8,7 +8,18 @@ deployment_id is NULL for a PR not deployed (yet).
 Set-based: each component's deploys are numbered in (finished_at, deployment_id) order,
 "earliest" is the smallest number, and the first deploy at or after a merge is number
 1 + the deploys finished before it, counted in one sort of deploys and merges together
-(a merge sorts before a deploy of the same instant, which therefore ships it). */
+(a merge sorts before a deploy of the same instant, which therefore ships it). 
+Incremental (slice_at = the later of merge and deployment): a run re-matches only the
+PRs the new data can move: those merged from dora.dirty_since on, those merged after
+their component's last deploy before it (their next deploy is new, or none yet) and
+those whose SHA a new deploy carries; each by two index lookups instead of numbering
+every deploy. A re-matched PR replaces its old row wherever that was, and the week of
+the deploy it left or joined is where its dependents rebuild from.
+index: entity_ref, deployed_at
+incremental: slice_at
+replaces: pr_id, entity_ref
+changes: deployed_at
+slice: query */
 with deploys as (
     select
         d.deployment_id,
@@ -72,8 +83,10 @@ shipped as (
     -- "is not null" rather than is_deploy = 0: the planner estimates it as most rows
     -- (it is), where an equality on a computed column reads as 0.5 % of them.
     where p.pr_id is not null
-)
-select
+),
+-- A full build: the numbering above, over every PR and deploy.
+full_path as (
+    select
     p.pr_id,                                    -- repository#number
     p.entity_ref,                               -- the component
     p.change_started_at,                        -- first commit authored
@@ -95,3 +108,100 @@ from shipped as p
 left join deploys as d
   on d.entity_ref = p.entity_ref
  and d.deploy_no = coalesce(p.sha_deploy_no, p.deploys_before + 1)
+where current_setting('dora.dirty_since') = '-infinity'
+),
+-- The slice: the deploys from dirty_since on, and the PRs they or the new merges can move.
+new_deploys as (
+    select d.entity_ref, d.commit_sha
+    from dora_intermediate.int_production_deployments as d
+    where d.finished_at >= current_setting('dora.dirty_since')::timestamptz
+      and current_setting('dora.dirty_since') <> '-infinity'
+),
+candidates as (
+    select p.*
+    from dora_intermediate.int_pull_request_components as p
+    where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
+      and current_setting('dora.dirty_since') <> '-infinity'
+    union
+    -- merged after the component's last deploy before the slice: shipped by a new one, or not yet
+    select p.*
+    from (select distinct entity_ref from new_deploys) as c
+    cross join lateral (
+        select max(d.finished_at) as finished_at
+        from dora_intermediate.int_production_deployments as d
+        where d.entity_ref = c.entity_ref
+          and d.finished_at < current_setting('dora.dirty_since')::timestamptz
+    ) as last_before
+    join dora_intermediate.int_pull_request_components as p
+      on p.entity_ref = c.entity_ref
+     and p.merged_at > coalesce(last_before.finished_at, '-infinity')
+     and p.merged_at < current_setting('dora.dirty_since')::timestamptz
+    union
+    -- whose merge commit or head SHA a new deploy carries (two equi-joins, each hashed)
+    select p.*
+    from (select distinct entity_ref, commit_sha from new_deploys) as d
+    join dora_intermediate.int_pull_request_components as p
+      on p.entity_ref = d.entity_ref
+     and p.merge_commit_sha = d.commit_sha
+     and p.merged_at < current_setting('dora.dirty_since')::timestamptz
+    union
+    select p.*
+    from (select distinct entity_ref, commit_sha from new_deploys) as d
+    join dora_intermediate.int_pull_request_components as p
+      on p.entity_ref = d.entity_ref
+     and p.head_sha = d.commit_sha
+     and p.merged_at < current_setting('dora.dirty_since')::timestamptz
+),
+slice_path as (
+    select
+        p.pr_id, p.entity_ref, p.change_started_at, p.opened_at, p.first_review_at, p.merged_at,
+        p.changed_lines, p.author, p.first_reviewer,
+        d.deployment_id,
+        d.finished_at,
+        case
+            when s.deployment_id is not null then 'sha'
+            when n.deployment_id is not null then 'next_deploy'
+        end,
+        extract(epoch from d.finished_at - p.change_started_at) / 3600.0
+    from candidates as p
+    left join lateral (
+        select x.deployment_id, x.finished_at
+        from dora_intermediate.int_production_deployments as x
+        where x.entity_ref = p.entity_ref
+          and x.commit_sha in (p.merge_commit_sha, p.head_sha)
+          and x.finished_at >= p.change_started_at
+        order by x.finished_at, x.deployment_id
+        limit 1
+    ) as s on true
+    left join lateral (
+        select x.deployment_id, x.finished_at
+        from dora_intermediate.int_production_deployments as x
+        where x.entity_ref = p.entity_ref
+          and x.finished_at >= p.merged_at
+          and s.deployment_id is null
+        order by x.finished_at, x.deployment_id
+        limit 1
+    ) as n on true
+    cross join lateral (select coalesce(s.deployment_id, n.deployment_id) as deployment_id,
+                               coalesce(s.finished_at, n.finished_at) as finished_at) as d
+)
+select
+    m.pr_id,                                    -- repository#number
+    m.entity_ref,                               -- the component
+    m.change_started_at,                        -- first commit authored
+    m.opened_at,                                -- PR opened
+    m.first_review_at,                          -- first review
+    m.merged_at,                                -- merged
+    m.changed_lines,                            -- additions + deletions
+    m.author,                                   -- raw login, never published
+    m.first_reviewer,                           -- raw login, never published
+    m.deployment_id,                            -- the deploy that shipped it
+    m.deployed_at,                              -- when it reached production
+    m.matched_by,                               -- sha | next_deploy | NULL (not deployed)
+    m.lead_time_hours,                          -- first commit -> production, hours
+    greatest(m.merged_at, m.deployed_at) as slice_at  -- the later of merge and deployment (incremental slices)
+from (
+    select * from full_path
+    union all
+    select * from slice_path
+) as m

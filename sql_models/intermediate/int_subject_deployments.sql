@@ -2,10 +2,19 @@
 touching two of a group's components counts once for the group). A component's
 deployments are one row each already, and so are a group's deployments of a single
 component: only deployments of several components are aggregated (failed when any of
-them failed, recovered when every one that failed is, at the latest of them). */
-with shared_deployments as (
-    select o.deployment_id
+them failed, recovered when every one that failed is, at the latest of them).
+Incremental by finished_at, as the deployment outcomes it reads.
+grain: subject_kind, subject_ref, deployment_id
+incremental: finished_at
+replaces: deployment_id */
+with outcomes as (
+    select *
     from dora_intermediate.int_deployment_outcomes as o
+    where o.finished_at >= current_setting('dora.dirty_since')::timestamptz
+),
+shared_deployments as (
+    select o.deployment_id
+    from outcomes as o
     group by o.deployment_id
     having count(*) > 1
 )
@@ -18,7 +27,7 @@ select
     o.shipped_changes > 0 as shipped_change,    -- shipped >= 1 PR or direct change (lead-time coverage)
     o.recovered_at,                             -- all its blamed incidents resolved, at the latest; NULL otherwise
     o.is_rework                                 -- finished during an incident blamed on an earlier deploy
-from dora_intermediate.int_deployment_outcomes as o
+from outcomes as o
 union all
 select
     'group',
@@ -30,7 +39,7 @@ select
     o.recovered_at,
     o.is_rework
 from dora_intermediate.int_group_components as gc
-join dora_intermediate.int_deployment_outcomes as o
+join outcomes as o
   on o.entity_ref = gc.entity_ref
 where not exists (select 1 from shared_deployments as s where s.deployment_id = o.deployment_id)
 union all
@@ -47,7 +56,7 @@ select
     end,
     bool_or(o.is_rework)
 from dora_intermediate.int_group_components as gc
-join dora_intermediate.int_deployment_outcomes as o
+join outcomes as o
   on o.entity_ref = gc.entity_ref
 join shared_deployments as s
   on s.deployment_id = o.deployment_id
