@@ -217,6 +217,13 @@ def test_incremental_is_declared_in_the_header_and_names_a_column():
         model("/* replaces: id */\nselect 1 as id", "int_k")
     with pytest.raises(ModelError, match=r"int_k.sql: replaces names key, not a column"):
         model("/* incremental: at\nreplaces: key */\nselect 1 as id, now() as at", "int_k")
+    placed = model("/* incremental: at\nreplaces: id\nchanges: shipped_at\nslice: query */\n"
+                   "select 1 as id, now() as at, now() as shipped_at, current_setting('dora.dirty_since') as s", "int_p")
+    assert placed.changes == ("shipped_at",) and placed.query_slice and placed.description == ""
+    with pytest.raises(ModelError, match=r"int_p.sql: changes names shipped, not a column"):
+        model("/* incremental: at\nchanges: shipped */\nselect 1 as id, now() as at", "int_p")
+    with pytest.raises(ModelError, match=r"int_p.sql: declares 'slice: query' without 'incremental:'"):
+        model("/* slice: query */\nselect 1 as id", "int_p")
     assert model("/* Small.\nhash: content */\nselect 1 as id", "int_h").content_hashed
     assert load_models().models["dora_intermediate.int_components"].content_hashed
     assert {(m.name, m.incremental) for m in load_models().ordered() if m.incremental} == {

@@ -398,7 +398,10 @@ def build_model(
             "select set_config(%s, %s, true)", (DIRTY_SINCE, "-infinity" if dirty is None else dirty.isoformat())
         )
         if dirty is None:
-            rows, changed = _build_full(conn, model, previous, events)
+            # Old and new rows compare only when nothing but raw events changed (else the
+            # dependents' inputs changed too, and they rebuild in full anyway).
+            same_inputs = not full_refresh and previous is not None and previous[0] == inputs
+            rows, changed = _build_full(conn, model, previous, events, compare=same_inputs)
         else:
             rows, changed = _build_slice(conn, model, dirty, previous[3])
         if model.content_hashed:  # what its dependents' inputs hash (see _HASH_CONTENT_RE)
@@ -426,7 +429,7 @@ def build_model(
 
 
 def _build_full(
-    conn: psycopg.Connection, model: Model, previous: tuple | None, events: list[str]
+    conn: psycopg.Connection, model: Model, previous: tuple | None, events: list[str], *, compare: bool
 ) -> tuple[int, datetime | None]:
     """Build the whole table under a temporary name, audit it, swap it in. Returns its row
     count and the week from which its dependents must rebuild (``_full_build_changed``)."""
@@ -445,19 +448,31 @@ def _build_full(
     except psycopg.Error as exc:
         message = (exc.diag.message_primary or str(exc)).strip()
         raise ModelError(f"{model.layer}/{model.path.name}: failed to build: {message}") from exc
-    audit_grain(conn, model, building)
-    changed = _full_build_changed(conn, model, previous, events, building)
-    for i, columns in enumerate(_indexes(model)):
-        conn.execute(
-            sql.SQL("create index {} on {} ({})").format(
-                sql.Identifier(f"{model.name}_idx{i}"[:63]),
-                building,
-                sql.SQL(", ").join(map(sql.Identifier, columns)),
-            )
-        )
+    # PostgreSQL 15+ audits the grain with the unique index the slices look keys up by
+    # (NULLS NOT DISTINCT: two rows with a NULL in the same grain column repeat it, as in
+    # the GROUP BY audit); older servers run the GROUP BY audit and a plain index.
+    unique = _grain_key(model) if conn.info.server_version >= 150000 else ()
+    if not unique:
+        audit_grain(conn, model, building)
+    changed = _full_build_changed(conn, model, previous, events, building if compare else None)
+    indexes = _indexes(model, unique)
+    for i, (columns, is_unique) in enumerate(indexes):
+        statement = sql.SQL("create unique index {} on {} ({}) nulls not distinct" if is_unique else "create index {} on {} ({})")
+        try:
+            with conn.transaction():  # a savepoint: a violation leaves the build's transaction usable
+                conn.execute(
+                    statement.format(
+                        sql.Identifier(f"{model.name}_idx{i}"[:63]),
+                        building,
+                        sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    )
+                )
+        except psycopg.errors.UniqueViolation:
+            audit_grain(conn, model, building)  # raises GrainViolation, naming the repeated keys
+            raise
     conn.execute(sql.SQL("drop table if exists {}").format(target))
     conn.execute(sql.SQL("alter table {} rename to {}").format(building, sql.Identifier(model.name)))
-    for i, _ in enumerate(_indexes(model)):
+    for i, _ in enumerate(indexes):
         conn.execute(
             sql.SQL("alter index {} rename to {}").format(
                 sql.Identifier(model.schema, f"{model.name}_idx{i}"[:63]),
@@ -471,32 +486,44 @@ def _build_full(
     return rows, changed
 
 
-def _indexes(model: Model) -> list[tuple[str, ...]]:
-    """The header's indexes, plus what an incremental slice build looks rows up by: its
-    time column and the keys its rows replace (without them each nightly slice would
-    read the whole table to find the rows it replaces)."""
-    out = list(model.indexes)
+def _grain_key(model: Model) -> tuple[str, ...]:
+    """The grain with the keys a slice replaces by first: one unique index both audits the
+    grain and finds a slice's old rows."""
+    first = [c for c in model.replaces if c in model.grain] if set(model.replaces) <= set(model.grain) else []
+    return tuple(first + [c for c in model.grain if c not in first])
+
+
+def _indexes(model: Model, unique: tuple[str, ...]) -> list[tuple[tuple[str, ...], bool]]:
+    """(columns, unique) of the indexes a full build creates: the unique grain index
+    (``unique``, when the server audits with it), the header's indexes, and what an
+    incremental slice build looks rows up by: its time column and the keys its rows
+    replace (without them each nightly slice would read the whole table to find the rows
+    it replaces)."""
+    out = [(unique, True)] if unique else []
+    out += [(columns, False) for columns in model.indexes]
     if model.incremental:
-        keys = model.replaces or model.grain
-        for wanted in ((model.incremental,), keys):
-            if wanted and not any(index[: len(wanted)] == wanted for index in out):
-                out.append(wanted)
+        for wanted in ((model.incremental,), model.replaces or model.grain):
+            if wanted and not any(columns[: len(wanted)] == wanted for columns, _ in out):
+                out.append((wanted, False))
     return out
 
 
 def _full_build_changed(
-    conn: psycopg.Connection, model: Model, previous: tuple | None, events: list[str], building: sql.Composable
+    conn: psycopg.Connection, model: Model, previous: tuple | None, events: list[str], building: sql.Composable | None
 ) -> datetime | None:
     """From which week a full build may have changed what its incremental dependents read:
     the earliest of what its upstream models changed since it was last built, the
     partition of the earliest raw event it reads that was loaded since (its rows follow
     their events' days), and, for a model with 'changes:' columns, the earliest of them
     over the rows that differ from the previous table (a direct change a deploy of its SHA
-    shipped weeks before it was pushed changes that deploy's week)."""
+    shipped weeks before it was pushed changes that deploy's week), when ``building`` is
+    given (the new table, built from the same inputs as the old)."""
     if previous is None:  # never built: its dependents' inputs differ, they rebuild in full
         return None
     found = [_upstream_changed_since(conn, model), _raw_changed_since(conn, model, events, previous[1])]
-    if model.changes and conn.execute("select to_regclass(%s)", (model.qualified,)).fetchone()[0] is not None:
+    if building is not None and model.changes and conn.execute(
+        "select to_regclass(%s)", (model.qualified,)
+    ).fetchone()[0] is not None:
         found.append(_earliest_difference(conn, model, sql.Identifier(model.schema, model.name), building))
     found = [f for f in found if f is not None]
     return min(found) if found else None
@@ -561,15 +588,16 @@ def _build_slice(
         ).format(old=old, t=target, col=column, since=since, in_slice=in_slice)
     )
     changed = _earliest_difference(conn, model, old, built)
+    if keys and set(keys) <= set(model.grain):
+        # Every row sharing a key with the slice is replaced by the slice's: only its rows
+        # can repeat a grain key (the table passed its audit last time). Audited before
+        # the insert, so a repeat fails as a grain violation, not on the unique index.
+        audit_grain(conn, model, built)
     deleted = conn.execute(sql.SQL("delete from {} where {} >= {}").format(target, column, since)).rowcount
     if keys:
         deleted += conn.execute(sql.SQL("delete from {} where {}").format(target, in_slice)).rowcount
     inserted = conn.execute(sql.SQL("insert into {} select * from {}").format(target, built)).rowcount
-    if keys and set(keys) <= set(model.grain):
-        # Every row sharing a key with the slice was replaced by the slice's: only its
-        # rows can repeat a grain key (the table passed its audit last time).
-        audit_grain(conn, model, built)
-    else:
+    if keys and not set(keys) <= set(model.grain):
         audit_grain(conn, model, sql.SQL("(select * from {} where {}) as written").format(target, in_slice))
     if previous_rows is None:
         rows = conn.execute(sql.SQL("select count(*) from {}").format(target)).fetchone()[0]

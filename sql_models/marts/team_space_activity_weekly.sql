@@ -24,10 +24,12 @@ grid as (
     join weeks as w
       on w.period_end > g.first_merged_at
 ),
+-- Each PR is assigned its week (date_trunc) and grouped once, then joined to the grid on
+-- (group, week): not tested against every week of its group by a range join.
 activity as (
     select
-        g.group_ref,
-        g.period_start,
+        pr.group_ref,
+        date_trunc('week', pr.merged_at, 'UTC') as period_start,
         count(*) as merged_prs,
         count(distinct pr.author) as authors,
         count(pr.first_review_at) as reviewed_prs,
@@ -37,12 +39,11 @@ activity as (
         percentile_cont(0.5) within group (order by pr.changed_lines) as median_pr_size_lines,
         count(pr.reviewed_outside_team) as cross_team_review_basis_prs,
         count(*) filter (where pr.reviewed_outside_team) as cross_team_reviewed_prs
-    from grid as g
-    join dora_intermediate.int_group_pull_requests as pr
-      on pr.group_ref = g.group_ref
-     and pr.merged_at >= g.period_start
-     and pr.merged_at < g.period_end
-    group by g.group_ref, g.period_start
+    from dora_intermediate.int_group_pull_requests as pr
+    where pr.merged_at >= current_setting('dora.dirty_since')::timestamptz
+      -- the week holding as_of ends at as_of
+      and pr.merged_at < current_setting('dora.as_of')::timestamptz
+    group by pr.group_ref, date_trunc('week', pr.merged_at, 'UTC')
 )
 select
     g.group_ref,                                -- group:namespace/name
