@@ -200,6 +200,51 @@ def test_a_nightly_run_rebuilds_only_the_weeks_new_data_touches(twins):
     assert _dirty_since(incremental)["dora_marts.service_metrics_weekly"] is None  # catalog changed: full
 
 
+def test_a_pr_of_two_components_counts_for_their_group_at_its_earliest_deploy(twins):
+    """A PR of a repository two components share counts once for a group owning both, at
+    its earliest deploy, also when that deploy is older than every period a nightly run
+    recomputes (here its web deploy is 120 days before its db deploy, outside the 90-day
+    window the night's db deploy lands in): the incremental run publishes what a full
+    rebuild does."""
+    catalog = [group("eng"), group("team-a", "eng"), group("team-b", "eng"),
+               component("web", "team-a"), component("db", "team-b", repo="acme/web")]
+    shared = PullRequest("gen", "acme/web", 7, _at(0), merged_at=_at(2), first_commit_at=_at(-5),
+                         merge_commit_sha=f"{7:040x}")
+    web = Deployment("gen", "w1", "entity_ref", "component:default/web", "production", _at(24), commit_sha=f"{8:040x}")
+    # db's first deploy before the merge (so the night's is not its first, which rebuilds in full)
+    db_before = Deployment("gen", "b0", "entity_ref", "component:default/db", "production", _at(1),
+                           commit_sha=f"{6:040x}")
+    db = Deployment("gen", "b1", "entity_ref", "component:default/db", "production", _at(24 * 120),
+                    commit_sha=f"{9:040x}")
+    for warehouse in twins:
+        with warehouse.connection() as conn:
+            faults.truncate_raw(conn)
+            load_partition(conn, "gen", START.date(), catalog, now=LOADED)
+        _load(warehouse, [shared, web, db_before])
+    incremental, full = twins
+    build_and_publish(incremental, START + timedelta(days=110))
+    for warehouse in twins:
+        _load(warehouse, [db])
+    as_of = START + timedelta(days=125)
+    build_and_publish(incremental, as_of)
+    build_and_publish(full, as_of, full_refresh=True)
+    assert _dirty_since(incremental)["dora_marts.team_metrics"] is None  # a mart without history
+    assert _dirty_since(incremental)["dora_intermediate.int_subject_period_metrics"] is not None  # a slice
+    got, want = _published(incremental), _published(full)
+    for table in want:
+        assert got[table] == want[table], (table, set(got[table]) ^ set(want[table]))
+    with full.connection() as conn:
+        eng = conn.execute(
+            "select lead_time_changes from dora_metrics.team_metrics "
+            "where group_ref = 'group:default/eng' and window_days = 90"
+        ).fetchone()[0]
+        db_changes = conn.execute(
+            "select lead_time_changes from dora_metrics.service_metrics "
+            "where entity_ref = 'component:default/db' and window_days = 90"
+        ).fetchone()[0]
+    assert (eng, db_changes) == (0, 1)  # the group's is the web deploy, 120 days before the window
+
+
 def test_incremental_is_declared_in_the_header_and_names_a_column():
     from test_model_engine import model
 

@@ -77,7 +77,7 @@ class Model:
     incremental: str | None = None  # time column: rows with it >= dora.dirty_since are rebuilt
     content_hashed: bool = False  # 'hash: content': dependents' inputs hash its rows, not its inputs
     replaces: tuple[str, ...] = ()  # an incremental slice's rows replace older rows with these (default: grain)
-    changes: tuple[str, ...] = ()  # time columns that place its rows downstream ('changes:'), besides incremental
+    changes: tuple[str, ...] = ()  # time columns its dependents place its rows by ('changes:'; default: incremental)
     query_slice: bool = False  # 'slice: query': every row the slice query returns is kept, earlier ones too
 
     @property
@@ -129,10 +129,11 @@ _REPLACES_RE = re.compile(r"^\s*replaces:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$
 # first event, its first production deployment): they hash its rows, so a change of
 # them rebuilds an incremental dependent in full.
 _HASH_CONTENT_RE = re.compile(r"^\s*hash:\s*content\s*$", re.M)
-# Other time columns that place a row in its dependents ('changes: deployed_at': a PR
-# merged tonight that a deploy of its SHA shipped weeks ago changes that deploy's week).
-# The week of the earliest of them, and of the incremental column, over the rows a build
-# changed is what the dependents rebuild from (model_state.changed_since).
+# The time columns its dependents place a row by, when not (only) its incremental column
+# ('changes: deployed_at': a PR merged tonight that a deploy of its SHA shipped weeks ago
+# changes that deploy's week; a PR not deployed yet changes no period). The week of the
+# earliest of them over the rows a build changed is what the dependents rebuild from
+# (model_state.changed_since).
 _CHANGES_RE = re.compile(r"^\s*changes:\s*([a-z_]\w*(?:\s*,\s*[a-z_]\w*)*)\s*$", re.M)
 # 'slice: query': the model's query selects its own slice (it reads dora.dirty_since) and
 # may return rows whose incremental column is earlier (an old PR a new deploy of its SHA
@@ -532,10 +533,11 @@ def _full_build_changed(
 def _earliest_difference(
     conn: psycopg.Connection, model: Model, before: sql.Composable, after: sql.Composable
 ) -> datetime | None:
-    """The week holding the earliest placing time (incremental and 'changes:' columns) of
-    a row in ``before`` or ``after`` but not both; the instant before it, as a column may
-    be a period's exclusive end."""
-    placing = [c for c in (model.incremental, *model.changes) if c]
+    """The week holding the earliest placing time of a row in ``before`` or ``after`` but
+    not both (the columns its dependents place it by: 'changes:', else the incremental
+    column; NULLs place nothing); the instant before it, as a column may be a period's
+    exclusive end."""
+    placing = list(model.changes) or [model.incremental]
     at = sql.SQL("least({})").format(sql.SQL(", ").join(sql.SQL("{}::timestamptz").format(sql.Identifier(c)) for c in placing))
     return conn.execute(
         sql.SQL(
@@ -555,8 +557,8 @@ def _build_slice(
     A row the slice re-emits replaces its old version wherever that was (rows sharing its
     ``replaces:`` columns, else its grain): an event whose time or components moved on
     re-extraction (the loader updates the row in place) must not stay where it was. The
-    week of the earliest row that changed (a moved event's old place included; by its
-    incremental and 'changes:' columns) is recorded (model_state.changed_since), and the
+    week of the earliest row that changed (a moved event's old place included; placed
+    by its 'changes:' columns, else its incremental one) is recorded (model_state.changed_since), and the
     incremental models downstream rebuild from there (``dirty_since``): one whose own
     slice is narrower would keep what was there. Both lookups of old rows go through
     indexes (``_indexes``), so a slice costs what it holds, not what the table holds."""

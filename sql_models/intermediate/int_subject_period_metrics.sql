@@ -13,17 +13,27 @@ with periods as (
     select * from dora_intermediate.int_periods
     where period_end >= current_setting('dora.dirty_since')::timestamptz
 ),
+-- Events before the earliest period this build computes (the 90-day window's start, or
+-- the first week of the slice) cannot count in it: every event branch starts there.
+span as materialized (
+    select
+        min(p.period_start) as since,
+        min(p.period_start) filter (where p.period_kind = 'week') as weeks_since  -- NULL: no week
+    from periods as p
+),
 -- Changes per subject are computed here, in flight, rather than materialised in a
 -- table of their own (four rows per PR: component, team, department, organisation),
 -- and only as far as each period kind needs: the window branch filters first.
 -- Direct changes (commits pushed to the default branch, DESIGN §7) join the PRs here:
 -- they count in lead_time_changes and the median, and have no PR stages.
-pr_changes as not materialized (
+all_changes as not materialized (
     select
         p.pr_id,
         p.entity_ref,
         p.deployment_id,
         p.deployed_at,
+        p.slice_at,
+        p.change_started_at,
         -- double precision, as percentile_cont takes them anyway: 8 bytes by value in the
         -- sorts instead of numerics (the same cast, done before the rows are sorted).
         p.lead_time_hours::float8 as lead_time_hours,
@@ -41,6 +51,8 @@ pr_changes as not materialized (
         dc.entity_ref,
         dc.deployment_id,
         dc.deployed_at,
+        dc.deployed_at,
+        dc.change_started_at,
         dc.lead_time_hours::float8,
         null::float8,
         null::float8,
@@ -50,13 +62,43 @@ pr_changes as not materialized (
     from dora_intermediate.int_direct_changes_deployed as dc
     where dc.deployment_id is not null
 ),
+-- The changes deployed in the span (slice_at >= deployed_at: the index on it finds them).
+pr_changes as not materialized (
+    select c.*
+    from all_changes as c
+    where c.deployed_at >= (select since from span)
+      and c.slice_at >= (select since from span)
+),
 -- PRs of repositories that map to several components: the only ones a group can see
--- twice (it counts them once, shipped by the earliest of their deployments).
+-- twice (it counts them once, shipped by the earliest of their deployments). A change's
+-- rows are all deployed at or after it started: one that started in the span has all its
+-- rows here; one that started before may have a row deployed before the span (probed).
 shared_prs as materialized (
     select c.pr_id
     from pr_changes as c
     group by c.pr_id
     having count(*) > 1
+    union
+    select c.pr_id
+    from pr_changes as c
+    where c.change_started_at < (select since from span)
+      and exists (select 1 from dora_intermediate.int_pull_requests_deployed as o
+                  where o.pr_id = c.pr_id and o.entity_ref <> c.entity_ref
+                    and o.deployment_id is not null and o.deployed_at < (select since from span))
+    union
+    select c.pr_id
+    from pr_changes as c
+    where c.change_started_at < (select since from span)
+      and exists (select 1 from dora_intermediate.int_direct_changes_deployed as o
+                  where o.change_id = c.pr_id and o.entity_ref <> c.entity_ref
+                    and o.deployment_id is not null and o.deployed_at < (select since from span))
+),
+-- Every row of those (a few), also before the span, by key (an index lookup per PR): a
+-- group's row is its earliest.
+shared_changes as materialized (
+    select c.*
+    from all_changes as c
+    where c.pr_id = any(array(select s.pr_id from shared_prs as s))
 ),
 subject_changes as not materialized (
     select
@@ -107,10 +149,8 @@ subject_changes as not materialized (
             c.release_hours,
             c.is_direct
         from dora_intermediate.int_group_components as gc
-        join pr_changes as c
+        join shared_changes as c
           on c.entity_ref = gc.entity_ref
-        join shared_prs as s
-          on s.pr_id = c.pr_id
         order by gc.group_ref, c.pr_id, c.deployed_at, c.deployment_id
     ) as pooled
 ),
@@ -158,6 +198,7 @@ deploy_periods as (
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', d.finished_at at time zone 'UTC') at time zone 'UTC'
      and d.finished_at < p.period_end
+    where d.finished_at >= (select weeks_since from span)
     union all
     select
         d.subject_kind,
@@ -211,7 +252,8 @@ failure_periods as (
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', d.finished_at at time zone 'UTC') at time zone 'UTC'
      and d.finished_at < p.period_end
-    where d.caused_failure
+    where d.finished_at >= (select weeks_since from span)
+      and d.caused_failure
     union all
     select
         d.subject_kind, d.subject_ref,
@@ -240,6 +282,7 @@ change_periods as (
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', c.deployed_at at time zone 'UTC') at time zone 'UTC'
      and c.deployed_at < p.period_end
+    where c.deployed_at >= (select weeks_since from span)
     union all
     select c.subject_kind, c.subject_ref, c.lead_time_hours, c.coding_hours, c.review_wait_hours, c.review_hours, c.release_hours, c.is_direct, w.period_kind, w.period_days, w.period_start
     from subject_changes as c
@@ -268,6 +311,7 @@ incident_periods as (
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', i.opened_at at time zone 'UTC') at time zone 'UTC'
      and i.opened_at < p.period_end
+    where i.opened_at >= (select weeks_since from span)
     union all
     select i.subject_kind, i.subject_ref, i.resolved_at, i.restore_minutes, w.period_kind, w.period_days, w.period_start
     from dora_intermediate.int_subject_incidents as i
@@ -293,6 +337,7 @@ attempt_periods as (
       on p.period_kind = 'week'
      and p.period_start = date_trunc('week', a.finished_at at time zone 'UTC') at time zone 'UTC'
      and a.finished_at < p.period_end
+    where a.finished_at >= (select weeks_since from span)
     union all
     select a.subject_kind, a.subject_ref, w.period_kind, w.period_days, w.period_start
     from dora_intermediate.int_subject_failed_attempts as a
