@@ -11,9 +11,17 @@
 - The leading ``/* ... */`` comment is the model's description; a line in it of the form
   ``index: col_a, col_b`` adds an index on the built table, and ``grain: col_a, col_b``
   declares the columns that identify a row: the engine audits that no two rows share
-  them after every build, and a violated grain fails the build (nothing is swapped in,
-  nothing published). A trailing ``-- comment`` on a select column documents that
-  column. Both become ``COMMENT ON`` and Dagster descriptions.
+  them after every build (on PostgreSQL 15+ with a unique index, NULLS NOT DISTINCT),
+  and a violated grain fails the build (nothing is swapped in, nothing published). A
+  trailing ``-- comment`` on a select column documents that column. Both become
+  ``COMMENT ON`` and Dagster descriptions.
+- Incremental models (docs/performance.md, "Incremental models") say so in the same
+  comment: ``incremental: <time column>`` (a build replaces only the rows from
+  ``dora.dirty_since`` on), ``replaces: <keys>`` (a re-emitted event's older rows go,
+  wherever they were; default: the grain), ``changes: <time columns>`` (where its
+  dependents place a row, when not by the incremental column), ``slice: query`` (the
+  query selects its own slice and every row it returns is kept) and ``hash: content``
+  (dependents hash its rows, not its inputs).
 - Run-time parameters reach the SQL as session settings read with
   ``current_setting('dora.<name>')``. They are declared once, in ``MODEL_PARAMETERS``;
   a model reading an undeclared one fails at parse time with its file name.
