@@ -6,7 +6,11 @@ PR touching two folders is a change of both); a component of that repository wit
 folder keeps the PRs no foldered sibling claims. A PR of such a repository whose file
 list was not extracted keeps the repository mapping (mapped_by = 'no_file_list').
 Incremental by merged_at: a PR's file list is extracted with it, in its merge day's partition.
+Indexed by merge commit and head SHA: a night's deploys look up the PRs they ship by SHA
+(int_pull_requests_deployed).
 index: entity_ref, merged_at
+index: merge_commit_sha
+index: head_sha
 grain: pr_id, entity_ref
 incremental: merged_at
 replaces: pr_id */

@@ -132,25 +132,37 @@ candidates as (
         where d.entity_ref = c.entity_ref
           and d.finished_at < current_setting('dora.dirty_since')::timestamptz
     ) as last_before
-    join dora_intermediate.int_pull_request_components as p
-      on p.entity_ref = c.entity_ref
-     and p.merged_at > coalesce(last_before.finished_at, '-infinity')
-     and p.merged_at < current_setting('dora.dirty_since')::timestamptz
+    cross join lateral (
+        select q.*
+        from dora_intermediate.int_pull_request_components as q
+        where q.entity_ref = c.entity_ref
+          and q.merged_at > coalesce(last_before.finished_at, '-infinity')
+          and q.merged_at < current_setting('dora.dirty_since')::timestamptz
+        offset 0  -- kept a per-component index range scan (not flattened into a hash join)
+    ) as p
     union
-    -- whose merge commit or head SHA a new deploy carries (two equi-joins, each hashed)
+    -- whose merge commit or head SHA a new deploy carries (two index lookups per deploy)
     select p.*
     from (select distinct entity_ref, commit_sha from new_deploys) as d
-    join dora_intermediate.int_pull_request_components as p
-      on p.entity_ref = d.entity_ref
-     and p.merge_commit_sha = d.commit_sha
-     and p.merged_at < current_setting('dora.dirty_since')::timestamptz
+    cross join lateral (
+        select q.*
+        from dora_intermediate.int_pull_request_components as q
+        where q.merge_commit_sha = d.commit_sha
+          and q.entity_ref = d.entity_ref
+          and q.merged_at < current_setting('dora.dirty_since')::timestamptz
+        offset 0  -- an index lookup per deploy
+    ) as p
     union
     select p.*
     from (select distinct entity_ref, commit_sha from new_deploys) as d
-    join dora_intermediate.int_pull_request_components as p
-      on p.entity_ref = d.entity_ref
-     and p.head_sha = d.commit_sha
-     and p.merged_at < current_setting('dora.dirty_since')::timestamptz
+    cross join lateral (
+        select q.*
+        from dora_intermediate.int_pull_request_components as q
+        where q.head_sha = d.commit_sha
+          and q.entity_ref = d.entity_ref
+          and q.merged_at < current_setting('dora.dirty_since')::timestamptz
+        offset 0  -- an index lookup per deploy
+    ) as p
 ),
 slice_path as (
     select
