@@ -89,21 +89,27 @@ def ensure_history(server: Server, services: int, teams: int, days: int, reuse: 
 def build_models(url: str, services: int, teams: int, days: int) -> dict:
     wh = warehouse(url, services, teams, days)
     per_model: dict[str, float] = {}
+    ends: list[float] = []
 
     def on_model(model, rows, seconds):
         per_model[model.qualified] = seconds
+        ends.append(time.perf_counter())
 
     # A full rebuild (the year's state may already be there): what figure 2 compares.
+    started = time.perf_counter()
     seconds, (rows, published) = timed(build_and_publish, wh, as_of(), on_model=on_model, full_refresh=True)
     ordered = dict(sorted(per_model.items(), key=lambda kv: -kv[1]))
     return {
         "seconds": seconds,
+        # Models build DORA_MODEL_THREADS at once: a model's seconds are its own wall
+        # time, shared with the others; they add up to more than the build took.
+        "threads": wh.settings.model_threads,
         "models": len(per_model),
         "published_tables": len(published),
         "published_rows": sum(published.values()),
         "slowest_models": dict(list(ordered.items())[:10]),
         "model_seconds": ordered,
-        "publish_seconds": seconds - sum(per_model.values()),
+        "publish_seconds": started + seconds - max(ends),
     }
 
 
@@ -245,8 +251,8 @@ def report(results: dict) -> str:
     if "models" in f:
         x = f["models"]
         lines.append(
-            f"| 2. full model build + publish ({x['ours']['models']} models, {x['ours']['published_tables']} "
-            f"tables, {x['ours']['published_rows']:,} rows) | {x['ours']['seconds']:.1f} s | tutorial's "
+            f"| 2. full model build + publish ({x['ours']['models']} models, {x['ours'].get('threads', 1)} at "
+            f"once; {x['ours']['published_tables']} tables, {x['ours']['published_rows']:,} rows) | {x['ours']['seconds']:.1f} s | tutorial's "
             f"four 30-day queries {x['baseline']['seconds']:.1f} s | {x['ratio_ours_to_baseline']:.3f} "
             f"| <= 0.2 (aim 0.1): {_met(x['ratio_ours_to_baseline'] <= 0.2)} |"
         )

@@ -312,6 +312,14 @@ class Settings:
         "PostgreSQL `work_mem` for each model build (sorts for the medians)",
         check=_memory,
     )
+    model_threads: int = _warehouse(
+        "DORA_MODEL_THREADS",
+        2,
+        "models `dora-pipeline run` builds at once, each on its own connection, once their "
+        "inputs are built (1: one after another; the Dagster job builds them in order)",
+        minimum=1,
+        maximum=16,
+    )
     http_timeout_seconds: float = _warehouse(
         "DORA_HTTP_TIMEOUT_SECONDS",
         30.0,

@@ -187,11 +187,15 @@ def build_and_publish(
     full_refresh: bool = False,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Build every model (incremental ones by the slice new data can change, unless
-    ``full_refresh``), then publish the marts in one transaction."""
+    ``full_refresh``; ``DORA_MODEL_THREADS`` at once), then publish the marts in one
+    transaction."""
     graph = graph or load_models()
     params = model_parameters(warehouse.settings, as_of)
     with warehouse.connection() as conn:
-        rows = build_all(conn, graph, params, on_model=on_model, full_refresh=full_refresh)
+        rows = build_all(
+            conn, graph, params, on_model=on_model, full_refresh=full_refresh,
+            connect=warehouse.connection, threads=warehouse.settings.model_threads,
+        )
         published = publish(conn, graph.marts, warehouse.settings.reader_role)
     return rows, published
 

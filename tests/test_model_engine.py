@@ -184,6 +184,57 @@ def test_a_failed_grain_audit_publishes_nothing(warehouse):
         assert conn.execute("select count(*) from dora_metrics.benchmarks").fetchone()[0] == before
 
 
+def test_models_build_on_two_connections_and_a_failure_starts_no_dependent(warehouse):
+    """DORA_MODEL_THREADS: build_all runs models on connections of its own besides the
+    caller's; a model that fails stops every model that reads it (directly or not), the
+    error names its file, and nothing is published."""
+    import threading
+
+    from dora_pipeline.models import build_all, build_graph, model_parameters
+    from dora_pipeline.pipeline import build_and_publish
+
+    from builders import at, component, deploy, group, load
+
+    load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
+    graph = load_models()
+    params = model_parameters(warehouse.settings, at(10))
+    built_by: dict[str, str] = {}
+
+    def on_model(model, rows, seconds):
+        built_by[model.qualified] = threading.current_thread().name
+
+    with warehouse.connection() as conn:
+        build_all(conn, graph, params, on_model=on_model, connect=warehouse.connection, threads=2)
+    assert set(built_by) == {m.qualified for m in graph.ordered()}
+    assert set(built_by.values()) == {threading.main_thread().name, "dora-model-1"}
+    published = build_and_publish(warehouse, at(10))[1]
+
+    def state() -> dict[str, object]:
+        with warehouse.connection() as conn:
+            return dict(conn.execute("select model, built_at from dora_lib.model_state").fetchall())
+
+    broken = build_graph(
+        [parse_model(m.path, m.layer, "/* Broken. */ select d.* from dora_raw.deployments as d where 1 / 0 = 1")
+         if m.name == "stg_deployments" else m
+         for m in graph.ordered()]
+    )
+    readers = {q for q, m in broken.models.items() if "dora_staging.stg_deployments" in m.depends_on}
+    while True:  # everything downstream of stg_deployments
+        more = {q for q, m in broken.models.items() if m.depends_on & readers} - readers
+        if not more:
+            break
+        readers |= more
+    before = state()
+    with pytest.raises(ModelError, match=r"staging/stg_deployments.sql: failed to build: division by zero"):
+        build_and_publish(warehouse, at(11), graph=broken)
+    after = state()
+    assert readers and all(after[q] == before[q] for q in readers), "a model read a failed input"
+    assert after["dora_staging.stg_deployments"] == before["dora_staging.stg_deployments"]
+    with warehouse.connection() as conn:
+        window_ends = conn.execute("select distinct window_end from dora_metrics.service_metrics").fetchall()
+    assert published and window_ends == [(at(10),)], "the failed build published"
+
+
 def test_in_dagster_the_grain_is_an_asset_check_and_the_sql_hash_the_code_version(warehouse):
     """The model asset carries the SQL's hash as code_version and its grain as a check: a
     build that passes records a passed check; one that breaks the grain records a failed

@@ -37,8 +37,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -509,11 +511,13 @@ def _indexes(model: Model, unique: tuple[str, ...]) -> list[tuple[tuple[str, ...
     replace (without them each nightly slice would read the whole table to find the rows
     it replaces)."""
     out = [(unique, True)] if unique else []
-    out += [(columns, False) for columns in model.indexes]
+    wanted = list(model.indexes)
     if model.incremental:
-        for wanted in ((model.incremental,), model.replaces or model.grain):
-            if wanted and not any(columns[: len(wanted)] == wanted for columns, _ in out):
-                out.append((wanted, False))
+        wanted += [(model.incremental,), model.replaces or model.grain]
+    for columns in wanted:
+        # An index whose leading columns are these serves the same lookups.
+        if columns and not any(existing[: len(columns)] == columns for existing, _ in out):
+            out.append((columns, False))
     return out
 
 
@@ -1004,16 +1008,113 @@ def build_all(
     params: Mapping[str, str],
     on_model=None,
     full_refresh: bool = False,
+    *,
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
+    threads: int = 1,
 ) -> dict[str, int]:
     """Build every model in dependency order (incremental ones by their dirty slice,
-    unless ``full_refresh``). ``on_model(model, rows, seconds)`` reports progress."""
-    counts = {}
+    unless ``full_refresh``). ``on_model(model, rows, seconds)`` reports progress.
+
+    With ``threads`` > 1 and ``connect`` (a context manager giving a new connection), up
+    to ``threads`` models build at once, each on a connection of its own, a model as soon
+    as every model it reads is built: the build's order only ever follows its inputs, so
+    the tables are the same as built one by one. Every model is its own transaction
+    either way; on a failure no further model starts, the ones under way finish, and the
+    first error is raised (nothing is published)."""
+    ordered = graph.ordered()
     snapshots: dict[str, str] = {}
-    for model in graph.ordered():
+    counts: dict[str, int] = {}
+
+    def build(model: Model, on: psycopg.Connection) -> None:
         started = time.monotonic()
-        counts[model.qualified] = build_model(
-            conn, model, params, full_refresh=full_refresh, snapshots=snapshots
-        )
+        counts[model.qualified] = build_model(on, model, params, full_refresh=full_refresh, snapshots=snapshots)
         if on_model:
             on_model(model, counts[model.qualified], time.monotonic() - started)
-    return counts
+
+    if threads <= 1 or connect is None or len(ordered) < 2:
+        for model in ordered:
+            build(model, conn)
+        return counts
+    # Schemas first: two sessions creating the same schema at once can collide.
+    with conn.transaction():
+        for schema in sorted({model.schema for model in ordered}):
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+    _build_concurrently(conn, ordered, build, connect, threads)
+    return {model.qualified: counts[model.qualified] for model in ordered}
+
+
+def _build_concurrently(
+    conn: psycopg.Connection,
+    ordered: list[Model],
+    build: Callable[[Model, psycopg.Connection], None],
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+    threads: int,
+) -> None:
+    """``build`` every model on ``threads`` workers (the caller's connection is one of
+    them), a model once its inputs are built; the longest chain first among the ready."""
+    names = {model.qualified for model in ordered}
+    needs = {model.qualified: {d for d in model.depends_on if d in names} for model in ordered}
+    # Priority: how many models wait on this one, directly or not (a cheap stand-in for
+    # the critical path: the models that unblock most go first).
+    waiting: dict[str, set[str]] = {q: set() for q in names}
+    for model in reversed(ordered):
+        for dep in needs[model.qualified]:
+            waiting[dep] |= {model.qualified} | waiting[model.qualified]
+    position = {model.qualified: i for i, model in enumerate(ordered)}
+    pending = {model.qualified: model for model in ordered}
+    done: set[str] = set()
+    cond = threading.Condition()
+    errors: list[BaseException] = []
+    running = 0
+
+    def next_model() -> Model | None:
+        """The next buildable model, waiting for one while others run; None when done."""
+        nonlocal running
+        with cond:
+            while True:
+                if errors or not pending:
+                    return None
+                ready = [q for q in pending if needs[q] <= done]
+                if ready:
+                    q = min(ready, key=lambda q: (-len(waiting[q]), position[q]))
+                    running += 1
+                    return pending.pop(q)
+                if running == 0:  # nothing runs, nothing ready: cannot happen for a DAG
+                    errors.append(ModelError(f"models wait on each other: {sorted(pending)}"))
+                    cond.notify_all()
+                    return None
+                cond.wait()
+
+    def work(on: psycopg.Connection) -> None:
+        nonlocal running
+        while (model := next_model()) is not None:
+            try:
+                build(model, on)
+            except BaseException as exc:
+                with cond:
+                    errors.append(exc)
+            finally:
+                with cond:
+                    running -= 1
+                    done.add(model.qualified)
+                    cond.notify_all()
+
+    def worker() -> None:
+        try:
+            with connect() as on:
+                work(on)
+        except BaseException as exc:  # the connection itself failed
+            with cond:
+                errors.append(exc)
+                cond.notify_all()
+
+    helpers = [threading.Thread(target=worker, name=f"dora-model-{i}", daemon=True) for i in range(1, threads)]
+    for helper in helpers:
+        helper.start()
+    try:
+        work(conn)
+    finally:
+        for helper in helpers:
+            helper.join()
+    if errors:
+        raise errors[0]

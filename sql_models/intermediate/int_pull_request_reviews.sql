@@ -18,17 +18,6 @@ with prs as (
     from dora_staging.stg_pull_requests as p
     where p.merged_at >= current_setting('dora.dirty_since')::timestamptz
     order by p.pr_id
-),
-people as (
-    select
-        p.pr_id,
-        a.user_ref as author_user,
-        r.user_ref as reviewer_user
-    from prs as p
-    left join dora_intermediate.int_user_logins as a
-      on a.login = lower(trim(p.author))
-    left join dora_intermediate.int_user_logins as r
-      on r.login = lower(trim(p.first_reviewer))
 )
 select
     p.pr_id,                                    -- repository#number
@@ -36,25 +25,29 @@ select
     p.first_review_at,                          -- first review; NULL: merged without one
     p.merged_at,                                -- merged
     p.changed_lines,                            -- additions + deletions
-    coalesce(pe.author_user, lower(trim(p.author))) as author,  -- catalog user, else raw login: only to count distinct authors; never published
+    coalesce(a.user_ref, lower(trim(p.author))) as author,  -- catalog user, else raw login: only to count distinct authors; never published
     extract(epoch from p.merged_at - p.opened_at) / 3600.0 as cycle_hours,  -- opened -> merged
     extract(epoch from p.first_review_at - p.opened_at) / 3600.0 as review_wait_hours,  -- opened -> first review
     extract(epoch from p.merged_at - p.first_review_at) / 3600.0 as review_to_merge_hours,  -- first review -> merged
     case
-        when p.first_review_at is null or pe.author_user is null or pe.reviewer_user is null then null
+        when p.first_review_at is null or a.user_ref is null or r.user_ref is null then null
         when not exists (
             select 1 from dora_staging.stg_group_members as am
-            where am.user_ref = pe.author_user
+            where am.user_ref = a.user_ref
         ) then null
         else not exists (
             select 1
             from dora_staging.stg_group_members as am
             join dora_staging.stg_group_members as rm
               on rm.group_ref = am.group_ref
-            where am.user_ref = pe.author_user
-              and rm.user_ref = pe.reviewer_user
+            where am.user_ref = a.user_ref
+              and rm.user_ref = r.user_ref
         )
     end as reviewed_outside_team                -- NULL: not reviewed, or author/reviewer/team unknown
 from prs as p
-join people as pe
-  on pe.pr_id = p.pr_id
+-- The logins resolved in the one pass over the PRs (a CTE of its own joined back by pr_id
+-- spilled all 1.5 million PRs to disk and read them twice). One row per login (its grain).
+left join dora_intermediate.int_user_logins as a
+  on a.login = lower(trim(p.author))
+left join dora_intermediate.int_user_logins as r
+  on r.login = lower(trim(p.first_reviewer))

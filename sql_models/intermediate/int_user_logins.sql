@@ -2,7 +2,7 @@
 user it resolves to: the full ref itself, the github.com/user-login annotation, or the
 user's name. A name or login that fits more than one user is left out. Never
 published: it exists only to tell whether a reviewer belongs to the author's team.
-index: login */
+grain: login */
 with users as (
     select u.entity_ref as user_ref, u.name, u.annotations
     from dora_raw.catalog_entities as u
