@@ -82,8 +82,9 @@ def _kill_while_locked(warehouse: Warehouse, lock_table: str, work,
                        application_name: str | None = None) -> BaseException | None:
     """Run ``work(conn)`` while ``lock_table`` is held by another session; once the
     victim waits for it, terminate the victim's backend, then release the lock. The
-    victim is ``conn``'s backend, or the one named ``application_name`` when ``work``
-    opens its own connection."""
+    victim is ``conn``'s backend, or the one named ``application_name`` that waits for a
+    lock when ``work`` opens its own connections (a build has one per model it builds at
+    once)."""
     with psycopg.connect(warehouse.url, autocommit=True) as admin, psycopg.connect(warehouse.url) as holder:
         holder.execute(sql.SQL("lock table {} in access exclusive mode").format(
             sql.Identifier(*lock_table.split("."))))
@@ -93,9 +94,10 @@ def _kill_while_locked(warehouse: Warehouse, lock_table: str, work,
         if application_name:
             deadline = time.monotonic() + 15
             while (row := admin.execute(
-                    "select pid from pg_stat_activity where application_name = %s", (application_name,)
+                    "select pid from pg_stat_activity where application_name = %s and wait_event_type = 'Lock'",
+                    (application_name,),
             ).fetchone()) is None:
-                assert time.monotonic() < deadline, f"no backend named {application_name}"
+                assert time.monotonic() < deadline, f"no backend named {application_name} waits for a lock"
                 time.sleep(0.005)
             pid = row[0]
         _wait_for(admin, pid, "wait_event_type = 'Lock'")

@@ -235,6 +235,37 @@ def test_models_build_on_two_connections_and_a_failure_starts_no_dependent(wareh
     assert published and window_ends == [(at(10),)], "the failed build published"
 
 
+def test_loads_leave_statistics_to_the_build_which_analyzes_what_grew(warehouse):
+    """The loader runs no ANALYZE (a backfill would pay one per partition); the build
+    analyzes a raw table it reads that was never analyzed or doubled since, once."""
+    from datetime import date
+
+    from dora_pipeline.warehouse import analyze_grown
+
+    from builders import at, build, component, deploy, group, load
+
+    def deploy_stats() -> tuple[float, int]:
+        with warehouse.connection() as conn:
+            return conn.execute(
+                "select reltuples, relpages from pg_class where oid = 'dora_raw.deployments'::regclass"
+            ).fetchone()
+
+    load(warehouse, [group("t"), component("api", "t"), deploy("api", at(3))])
+    assert deploy_stats()[0] < 0, "the load analyzed"
+    build(warehouse)
+    assert deploy_stats() == (1, 1)
+    # A small partition: no new statistics; a large one (far more than doubled): new ones.
+    load(warehouse, [deploy("api", at(4))], day=date(2025, 3, 2))
+    with warehouse.connection() as conn:
+        assert analyze_grown(conn, ["dora_raw.deployments", "dora_raw.incidents"]) == []
+    load(warehouse, [deploy("api", at(5, h / 100)) for h in range(2000)], day=date(2025, 3, 3))
+    build(warehouse)
+    tuples, pages = deploy_stats()
+    assert tuples == 2002 and pages > 10
+    with warehouse.connection() as conn:
+        assert analyze_grown(conn, ["dora_raw.deployments"]) == []
+
+
 def test_in_dagster_the_grain_is_an_asset_check_and_the_sql_hash_the_code_version(warehouse):
     """The model asset carries the SQL's hash as code_version and its grain as a check: a
     build that passes records a passed check; one that breaks the grain records a failed

@@ -30,6 +30,9 @@
 - Staging, intermediate and private mart tables are rebuilt from raw (in full, or by
   their incremental slice), so they are UNLOGGED (no WAL); only ``dora_metrics`` is
   logged. An incremental table a server crash emptied is rebuilt in full.
+- A model's build first ANALYZEs the raw tables it reads that a load grew (loads run no
+  ANALYZE); ``build_all`` builds up to ``threads`` models at once, each on a connection
+  of its own, a model once every model it reads is built.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from sqlglot.errors import ParseError
 from sqlglot.optimizer.scope import traverse_scope
 
 from ..config import Settings
-from ..warehouse import PUBLISHED_SCHEMA, first_line, pipeline_lock
+from ..warehouse import PUBLISHED_SCHEMA, analyze_grown, first_line, pipeline_lock
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +395,14 @@ def build_model(
     ``snapshots`` caches the content hashes of snapshot tables across one run's models.
     """
     started = time.monotonic()
+    # Statistics of the raw tables it reads first, committed on their own: loads run no
+    # ANALYZE; the first model to read a table a load grew analyzes it.
+    with conn.transaction():
+        try:
+            analyze_grown(conn, _raw_inputs([model]))
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary or str(exc)).strip()
+            raise ModelError(f"{model.layer}/{model.path.name}: failed to analyze its raw inputs: {message}") from exc
     with conn.transaction():
         _refuse_crash_emptied_upstreams(conn, model)
         _set_parameters(conn, params)
@@ -1041,6 +1052,11 @@ def build_all(
             conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
     _build_concurrently(conn, ordered, build, connect, threads)
     return {model.qualified: counts[model.qualified] for model in ordered}
+
+
+def _raw_inputs(models: Iterable[Model]) -> set[str]:
+    """The raw tables (``dora_raw``, filled by the loader) the models read."""
+    return {table for model in models for table in model.depends_on if table.startswith("dora_raw.")}
 
 
 def _build_concurrently(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -253,6 +253,49 @@ def pipeline_lock(conn: psycopg.Connection, name: str) -> None:
         """,
         (name,),
     )
+
+
+# A table is analyzed when it never was, or once it has grown to twice the pages its last
+# ANALYZE saw (plus a few): a first load or a backfill gets statistics before the models
+# read it; a nightly partition does not pay for an ANALYZE of the whole history (the
+# planner scales the analyzed row density by the table's current size, and autovacuum
+# still analyzes at its own threshold).
+ANALYZE_GROWTH = 2.0
+ANALYZE_MIN_PAGES = 8
+
+
+def analyze_grown(conn: psycopg.Connection, tables: Iterable[str]) -> list[str]:
+    """ANALYZE those of ``tables`` (qualified names) that grew enough since their last
+    ANALYZE (``ANALYZE_GROWTH``), in the caller's transaction (holding the pipeline lock
+    ``analyze`` until it ends); returns their names.
+    Decided by the tables' sizes on disk, which are exact at once (the cumulative
+    statistics' modification counts reach other sessions up to seconds late)."""
+    names = sorted(set(tables))
+    if not names or not _grown(conn, names):
+        return []
+    # One session analyzes at a time (models building at once read the same raw tables);
+    # the next one, once the lock is its, finds the statistics fresh and skips them.
+    pipeline_lock(conn, "analyze")
+    grown = _grown(conn, names)
+    for schema, table in grown:
+        conn.execute(sql.SQL("analyze {}").format(sql.Identifier(schema, table)))
+    return [f"{schema}.{table}" for schema, table in grown]
+
+
+def _grown(conn: psycopg.Connection, names: list[str]) -> list[tuple[str, str]]:
+    return conn.execute(
+        """
+        select n.nspname, c.relname
+        from pg_class as c
+        join pg_namespace as n on n.oid = c.relnamespace
+        where c.oid = any(%s::regclass[])
+          and pg_relation_size(c.oid) > 0
+          and (c.reltuples < 0
+               or pg_relation_size(c.oid) / current_setting('block_size')::int >= %s * c.relpages + %s)
+        order by 1, 2
+        """,
+        (names, ANALYZE_GROWTH, ANALYZE_MIN_PAGES),
+    ).fetchall()
 
 
 def apply_migrations(conn: psycopg.Connection) -> list[str]:

@@ -122,13 +122,9 @@ TABLES: dict[str, TableSpec] = {
 
 
 _KEY_POSITIONS = {name: spec.key_positions for name, spec in TABLES.items()}
-# A raw table is analyzed in the load's transaction when it was never analyzed, or once
-# the rows changed since its last ANALYZE reach this share of it: a first load or a
-# backfill gets statistics at once, a nightly partition does not pay for an ANALYZE of
-# the whole history. The planner scales the analyzed row density by the table's current
-# size, so growth alone needs no new statistics; autovacuum still analyzes at its 10 %.
-ANALYZE_FRACTION = 1.0
-ANALYZE_MIN_ROWS = 50
+# No ANALYZE here: the model build analyzes the raw tables it reads once they grew enough
+# (warehouse.analyze_grown), once per run instead of on every partition a backfill loads;
+# the loader's own statements look rows up by unique and partition indexes.
 
 
 def _row(record: Record, partition_date: date) -> tuple[str, tuple]:
@@ -297,31 +293,9 @@ def load_partition(
                 """,
                 (source, partition_date, json.dumps(result.rows), len(quarantine)),
             )
-        _analyze_grown(conn, {TABLES[t].name: len(rows) for t, rows in batches.items() if rows})
     result.quarantined = len(quarantine)
     result.quarantine_reasons.update(q[4].split(":")[0] for q in quarantine)
     return result
-
-
-def _analyze_grown(conn: psycopg.Connection, batch_rows: dict[str, int]) -> None:
-    """ANALYZE the raw tables this batch changed enough (see ANALYZE_FRACTION): after a
-    first load or a backfill at once, not on every small nightly partition."""
-    if not batch_rows:
-        return
-    names = sorted(batch_rows)
-    stats = conn.execute(
-        """
-        select c.relname, c.reltuples, coalesce(s.n_mod_since_analyze, 0)
-        from pg_class as c
-        left join pg_stat_user_tables as s on s.relid = c.oid
-        where c.oid = any(%s::regclass[])
-        """,
-        ([f"dora_raw.{name}" for name in names],),
-    ).fetchall()
-    for name, reltuples, modified in stats:
-        changed = modified + batch_rows[name]
-        if reltuples < 0 or changed >= ANALYZE_FRACTION * reltuples + ANALYZE_MIN_ROWS:
-            conn.execute(sql.SQL("analyze {}").format(sql.Identifier("dora_raw", name)))
 
 
 def _ordered(rows: dict[tuple, tuple]) -> list[tuple]:
