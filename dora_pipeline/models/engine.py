@@ -1067,7 +1067,8 @@ def _build_concurrently(
     threads: int,
 ) -> None:
     """``build`` every model on ``threads`` workers (the caller's connection is one of
-    them), a model once its inputs are built; the longest chain first among the ready."""
+    them), a model once its inputs are built; among the ready ones, first the one most
+    models wait on."""
     names = {model.qualified for model in ordered}
     needs = {model.qualified: {d for d in model.depends_on if d in names} for model in ordered}
     # Priority: how many models wait on this one, directly or not (a cheap stand-in for
@@ -1108,11 +1109,13 @@ def _build_concurrently(
                 build(model, on)
             except BaseException as exc:
                 with cond:
-                    errors.append(exc)
+                    errors.append(exc)  # no model starts after this
+            else:
+                with cond:
+                    done.add(model.qualified)
             finally:
                 with cond:
                     running -= 1
-                    done.add(model.qualified)
                     cond.notify_all()
 
     def worker() -> None:
