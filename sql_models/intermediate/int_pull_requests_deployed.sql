@@ -141,27 +141,16 @@ candidates as (
         offset 0  -- kept a per-component index range scan (not flattened into a hash join)
     ) as p
     union
-    -- whose merge commit or head SHA a new deploy carries (two index lookups per deploy)
+    -- whose merge commit or head SHA a new deploy carries (both indexes, per deploy)
     select p.*
     from (select distinct entity_ref, commit_sha from new_deploys) as d
     cross join lateral (
         select q.*
         from dora_intermediate.int_pull_request_components as q
-        where q.merge_commit_sha = d.commit_sha
+        where (q.merge_commit_sha = d.commit_sha or q.head_sha = d.commit_sha)
           and q.entity_ref = d.entity_ref
           and q.merged_at < current_setting('dora.dirty_since')::timestamptz
-        offset 0  -- an index lookup per deploy
-    ) as p
-    union
-    select p.*
-    from (select distinct entity_ref, commit_sha from new_deploys) as d
-    cross join lateral (
-        select q.*
-        from dora_intermediate.int_pull_request_components as q
-        where q.head_sha = d.commit_sha
-          and q.entity_ref = d.entity_ref
-          and q.merged_at < current_setting('dora.dirty_since')::timestamptz
-        offset 0  -- an index lookup per deploy
+        offset 0  -- index lookups per deploy
     ) as p
 ),
 slice_path as (
