@@ -82,16 +82,9 @@ shared_prs as materialized (
     select c.pr_id
     from pr_changes as c
     where c.change_started_at < (select since from span)
-      and exists (select 1 from dora_intermediate.int_pull_requests_deployed as o
+      and exists (select 1 from all_changes as o
                   where o.pr_id = c.pr_id and o.entity_ref <> c.entity_ref
-                    and o.deployment_id is not null and o.deployed_at < (select since from span))
-    union
-    select c.pr_id
-    from pr_changes as c
-    where c.change_started_at < (select since from span)
-      and exists (select 1 from dora_intermediate.int_direct_changes_deployed as o
-                  where o.change_id = c.pr_id and o.entity_ref <> c.entity_ref
-                    and o.deployment_id is not null and o.deployed_at < (select since from span))
+                    and o.deployed_at < (select since from span))
 ),
 -- Every row of those (a few), also before the span, by key (an index lookup per PR): a
 -- group's row is its earliest.
